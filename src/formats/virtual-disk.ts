@@ -24,6 +24,8 @@ export interface Extent {
 export interface WriteFlags {
   /** Force unit access: the write is durable when the promise resolves. */
   fua?: boolean
+  /** writeZeroes only: keep the range allocated (NBD_CMD_FLAG_NO_HOLE); formats that cannot may ignore it. */
+  noHole?: boolean
 }
 
 export interface OpenOptions {

@@ -1,0 +1,126 @@
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { openRaw, RAW_SECTOR_BYTES } from '../../../src/formats/raw/raw-disk.js'
+import { sparseSupport } from '../../../src/platform/sparse.js'
+
+const MiB = 1024 * 1024
+
+function tempDir(t: { teardown(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hvcbt-raw-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function sparseFile(dir: string, name: string, size: number): string {
+  const file = path.join(dir, name)
+  fs.writeFileSync(file, '')
+  fs.truncateSync(file, size)
+  return file
+}
+
+t.test('reads back what was written, at scattered offsets, with FUA', async t => {
+  const file = sparseFile(tempDir(t), 'a.raw', 8 * MiB)
+  const disk = await openRaw(file)
+  t.equal(disk.size, 8 * MiB)
+  t.equal(disk.logicalSectorSize, RAW_SECTOR_BYTES)
+  t.equal(disk.readOnly, false)
+  const offsets = [0, 512, 3 * MiB + 4096, 8 * MiB - 65536]
+  for (const [i, off] of offsets.entries()) {
+    await disk.write(off, Buffer.alloc(65536 > 8 * MiB - off ? 8 * MiB - off : 65536, 0x10 + i), { fua: i % 2 === 0 })
+  }
+  await disk.flush()
+  const whole = fs.readFileSync(file)
+  for (const [i, off] of offsets.entries()) {
+    const back = Buffer.alloc(512)
+    await disk.read(off, back)
+    t.ok(back.every(b => b === 0x10 + i), `sector at ${off} reads back`)
+    t.equal(whole[off], 0x10 + i, `file byte at ${off} matches`)
+  }
+  await disk.close()
+  await disk.close() // idempotent
+  await t.rejects(disk.read(0, Buffer.alloc(512)), /closed/)
+})
+
+t.test('extents follow the file holes; trim and writeZeroes make holes that read as zeros', async t => {
+  const file = sparseFile(tempDir(t), 'b.raw', 16 * MiB)
+  const disk = await openRaw(file)
+  t.teardown(() => disk.close())
+  await disk.write(4 * MiB, Buffer.alloc(MiB, 0xaa))
+  await disk.write(10 * MiB, Buffer.alloc(2 * MiB, 0xbb))
+  const ext = await disk.extents(0, disk.size)
+  // contiguous, ordered, covering
+  let at = 0
+  for (const e of ext) {
+    t.equal(e.offset, at, 'extents are contiguous')
+    at += e.length
+  }
+  t.equal(at, disk.size, 'extents cover the disk')
+  if (sparseSupport().native) {
+    const data = ext.filter(e => e.state === 'data')
+    t.ok(data.some(e => e.offset <= 4 * MiB && e.offset + e.length >= 5 * MiB), 'first written range is data')
+    t.ok(data.some(e => e.offset <= 10 * MiB && e.offset + e.length >= 12 * MiB), 'second written range is data')
+    t.ok(ext.some(e => e.state === 'zero' && e.offset === 0), 'start of the file is a hole')
+    const dataBytes = data.reduce((s, e) => s + e.length, 0)
+    t.ok(dataBytes < 8 * MiB, `data bytes (${dataBytes}) stay near what was written`)
+  } else {
+    t.ok(ext.every(e => e.state === 'data'), 'without the addon everything is data')
+  }
+
+  await disk.trim(4 * MiB, MiB)
+  await disk.writeZeroes(10 * MiB, MiB)
+  await disk.writeZeroes(11 * MiB, MiB, { noHole: true, fua: true })
+  const back = Buffer.alloc(2 * MiB)
+  await disk.read(10 * MiB, back)
+  t.ok(back.every(b => b === 0), 'zeroed range reads zeros')
+  await disk.read(4 * MiB, back.subarray(0, MiB))
+  t.ok(back.subarray(0, MiB).every(b => b === 0), 'trimmed range reads zeros')
+  t.equal(fs.statSync(file).size, 16 * MiB, 'file size unchanged')
+  if (sparseSupport().native) {
+    const after = await disk.extents(4 * MiB, MiB)
+    t.same(after, [{ offset: 4 * MiB, length: MiB, state: 'zero' }], 'trimmed range is a hole again')
+    const kept = await disk.extents(11 * MiB, MiB)
+    t.ok(kept.every(e => e.state === 'data'), 'NO_HOLE zeroing kept the range allocated')
+  }
+  const sub = await disk.extents(4 * MiB + 512, 1024)
+  t.equal(sub[0]!.offset, 4 * MiB + 512, 'sub-range extents start at the asked offset')
+  t.equal(sub.reduce((s, e) => s + e.length, 0), 1024, 'and cover exactly the asked length')
+})
+
+t.test('read-only disks refuse writes; torn images are refused', async t => {
+  const dir = tempDir(t)
+  const file = sparseFile(dir, 'c.raw', MiB)
+  const disk = await openRaw(file, { readOnly: true })
+  t.equal(disk.readOnly, true)
+  await t.rejects(disk.write(0, Buffer.alloc(512)), { code: 'EROFS' })
+  await t.rejects(disk.trim(0, 512), { code: 'EROFS' })
+  await t.rejects(disk.writeZeroes(0, 512), { code: 'EROFS' })
+  await disk.flush()
+  await disk.close()
+  const torn = sparseFile(dir, 'torn.raw', MiB + 100)
+  await t.rejects(openRaw(torn), { name: 'FormatError', message: /not a multiple of the 512-byte sector/ })
+  await t.rejects(openRaw(path.join(dir, 'missing.raw')), { code: 'ENOENT' })
+})
+
+t.test('qemu-img sees what RawDisk wrote', async t => {
+  try {
+    execFileSync('qemu-img', ['--version'])
+  } catch {
+    t.skip('qemu-img not installed')
+    return
+  }
+  const dir = tempDir(t)
+  const file = path.join(dir, 'q.raw')
+  execFileSync('qemu-img', ['create', '-f', 'raw', file, '4M'])
+  const disk = await openRaw(file)
+  await disk.write(MiB, Buffer.alloc(65536, 0x5a))
+  await disk.close()
+  const map = JSON.parse(execFileSync('qemu-img', ['map', '--output=json', '-f', 'raw', file]).toString()) as
+    { start: number; length: number; data: boolean; zero: boolean }[]
+  const dataAt = map.find(m => m.data && m.start <= MiB && m.start + m.length >= MiB + 65536)
+  t.ok(dataAt, 'qemu-img map reports the written range as data')
+  const out = execFileSync('qemu-io', ['-f', 'raw', '-c', `read -P 0x5a ${MiB} 64k`, file]).toString()
+  t.notMatch(out, /Pattern verification failed/, 'qemu-io verifies the pattern')
+})
