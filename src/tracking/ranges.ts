@@ -1,0 +1,54 @@
+/**
+ * Byte ranges reported by change queries, and the conversion from granularity-sized bitmap runs to byte ranges.
+ * A run of set bits [start, start+count) at granularity G is the byte range [start*G, (start+count)*G), clipped to
+ * the disk size (the last granule of a disk whose size is not a multiple of G is partial).
+ */
+import type { DenseBitmap } from './bitmap.js'
+
+export interface ByteRange {
+  /** First byte of the range. */
+  offset: number
+  /** Length in bytes (> 0). */
+  length: number
+}
+
+/** Runs of `bitmap` as byte ranges; adjacent runs are already merged by the bitmap scan. */
+export function bitmapToRanges(bitmap: DenseBitmap, granularityBytes: number, diskSizeBytes: number): ByteRange[] {
+  const out: ByteRange[] = []
+  bitmap.forEachRun((start, count) => {
+    const offset = start * granularityBytes
+    const end = Math.min((start + count) * granularityBytes, diskSizeBytes)
+    if (end > offset) out.push({ offset, length: end - offset })
+  })
+  return out
+}
+
+/** Sort and merge overlapping or touching ranges. */
+export function mergeRanges(ranges: ByteRange[]): ByteRange[] {
+  const sorted = [...ranges].filter(r => r.length > 0).sort((a, b) => a.offset - b.offset)
+  const out: ByteRange[] = []
+  for (const r of sorted) {
+    const last = out[out.length - 1]
+    if (last && r.offset <= last.offset + last.length) {
+      last.length = Math.max(last.length, r.offset + r.length - last.offset)
+    } else {
+      out.push({ offset: r.offset, length: r.length })
+    }
+  }
+  return out
+}
+
+/** Total bytes covered by (non-overlapping) ranges. */
+export function totalBytes(ranges: ByteRange[]): number {
+  let n = 0
+  for (const r of ranges) n += r.length
+  return n
+}
+
+/** Bits of a `granularityBytes` bitmap that cover the byte range [offset, offset+length). */
+export function granulesOf(offset: number, length: number, granularityBytes: number): [first: number, count: number] {
+  if (length <= 0) return [Math.floor(offset / granularityBytes), 0]
+  const first = Math.floor(offset / granularityBytes)
+  const last = Math.floor((offset + length - 1) / granularityBytes)
+  return [first, last - first + 1]
+}

@@ -1,0 +1,625 @@
+/**
+ * The tracking store: the policy over the bitmap mechanism (bitmap.ts). One store per disk, in `<disk>.hvcbt/`:
+ *
+ *   state.json            commit point (store-state.ts): generation, sequence, reference points, file names
+ *   live-<n>.bm           persistent copy of the live fine bitmap (changes since the newest reference point)
+ *   seg-<seq>-<n>.bm      frozen segment: changes from reference point <seq> up to the next point
+ *   journal-<epoch>.mrt   write-through coarse journal (coarse-journal.ts)
+ *
+ * Segments follow QEMU's "successor" pattern: creating a reference point freezes the live bitmap as the segment of
+ * the previous point and starts an empty live bitmap for the new one, in one synchronous step (no write can fall
+ * between). Changes since point P = OR of the segments from P on + live; between P and Q = OR of segments [P, Q).
+ * Removing a point merges its segment into the previous point's, so no change is ever dropped from a query that
+ * remains possible.
+ *
+ * Durability: every write marks the fine bitmap in memory and, before it is acknowledged, its coarse region in the
+ * journal (skipped when already durable this epoch). A checkpoint (refpoint create/remove, flush, clean close, or
+ * `checkpoint()`) first switches to a fresh journal epoch, then writes the bitmaps under new names, then commits
+ * state.json, then deletes the old journal and unreferenced bitmaps. After a crash (state.clean false), the live
+ * bitmap = its persistent copy OR every journal of this generation: over-report allowed, under-report never.
+ *
+ * Trust: a store is untrusted (status says why; queries throw EngineError) when its files are missing or corrupt,
+ * or when the disk changed outside tracking since the last clean close (disk-identity.ts), or the size changed.
+ * `reset` starts a new generation and is the way back to a trusted store.
+ */
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import { randomUUID } from 'node:crypto'
+import { AppErrorCode, EngineError } from '../engine/errors.js'
+import { BitmapFormatError, DenseBitmap } from './bitmap.js'
+import { cleanTemporaries, fsyncDir, writeFileAtomic } from './atomic-file.js'
+import { CoarseJournal, readJournal } from './coarse-journal.js'
+import { identityMismatch, type DiskIdentity } from './disk-identity.js'
+import { bitmapToRanges, granulesOf, type ByteRange } from './ranges.js'
+import { readState, writeState, StateFormatError, type RefPointRecord, type StoreState } from './store-state.js'
+
+export const DEFAULT_GRANULARITY_BYTES = 64 * 1024
+/**
+ * Default coarse journal region: 8 MiB. A cold sequential writer pays one fdatasync per 8 MiB written per epoch
+ * (about 1 per 8 ms at 1 GB/s; measured in bench/tracking-write-cost.mjs); a crash over-reports at most the regions
+ * touched since the last checkpoint, 8 MiB each; a 2 TiB disk needs a 32 KiB journal.
+ */
+export const DEFAULT_COARSE_REGION_BYTES = 8 * 1024 * 1024
+
+/** A write "in flight" longer than this (an observer that never called afterWrite) is no longer double-counted. */
+export const IN_FLIGHT_EXPIRY_MS = 60_000
+
+export interface EnableOptions {
+  granularityBytes?: number
+  coarseRegionBytes?: number
+}
+
+export interface OpenStoreOptions {
+  /** Query only: never writes to the sidecar, never recovers (a dirty store is read as persistent copy OR journal). */
+  readOnly?: boolean
+  /** The disk's identity now (checked against the one recorded at clean close). Omit to skip the check. */
+  identity?: DiskIdentity
+  /** The disk's virtual size now (checked against the one recorded at enable). */
+  diskSizeBytes?: number
+}
+
+export interface RefPointInfo {
+  id: string
+  sequence: number
+  createdAt: string
+}
+
+export interface TrackingStatus {
+  diskPath: string
+  sidecarPath: string
+  generation: string
+  sequence: number
+  granularityBytes: number
+  coarseRegionBytes: number
+  diskSizeBytes: number
+  trusted: boolean
+  untrustedReason: string | null
+  /** True when this open found the store not closed cleanly and rebuilt the live bitmap from journal + copy. */
+  recoveredAfterCrash: boolean
+  recoveryReason: string | null
+  /** Read-only view of a store that another process has open (or that crashed): may over-report. */
+  openElsewhereOrCrashed: boolean
+  refPoints: RefPointInfo[]
+  /** Bytes marked in the live bitmap (changes since the newest reference point). */
+  liveChangedBytes: number
+}
+
+export function sidecarPathOf(diskPath: string): string {
+  return `${diskPath}.hvcbt`
+}
+
+function checkPow2(name: string, n: number, lo: number, hi: number): void {
+  if (!Number.isSafeInteger(n) || n < lo || n > hi || (n & (n - 1)) !== 0) {
+    throw new EngineError(`${name} ${n} must be a power of two between ${lo} and ${hi} bytes`, 'InvalidArgument',
+      AppErrorCode.Generic, { [name]: n })
+  }
+}
+
+function untrustedError(diskPath: string, reason: string): EngineError {
+  return new EngineError(`change tracking for ${diskPath} cannot be trusted: ${reason}; ` +
+    'run `hvcbt tracking reset` and take a full backup', 'InvalidData', AppErrorCode.InvalidData,
+  { diskPath, reason })
+}
+
+export class TrackingStore {
+  private live: DenseBitmap
+  /** Segments changed in memory and not yet persisted, by reference point id. */
+  private dirtySegments = new Map<string, DenseBitmap>()
+  private journal: CoarseJournal | null = null
+  private mutex: Promise<unknown> = Promise.resolve()
+  private closed = false
+  private recovered: string | null = null
+  private openElsewhere = false
+  private readonly sidecar: string
+
+  private constructor(
+    readonly diskPath: string,
+    private state: StoreState,
+    live: DenseBitmap,
+    readonly readOnly: boolean,
+    private untrusted: string | null,
+  ) {
+    this.live = live
+    this.sidecar = sidecarPathOf(diskPath)
+  }
+
+  get granularityBytes(): number { return this.state.granularityBytes }
+  get diskSizeBytes(): number { return this.state.diskSizeBytes }
+  get generation(): string { return this.state.generation }
+  get trusted(): boolean { return this.untrusted === null }
+
+  // ---------------------------------------------------------------- enable / open / disable
+
+  /** Start tracking `diskPath` (creates the sidecar). Fails with ResourceExists if tracking is already enabled. */
+  static async enable(diskPath: string, diskSizeBytes: number, identity: DiskIdentity | null,
+    options: EnableOptions = {}): Promise<TrackingStatus> {
+    const granularityBytes = options.granularityBytes ?? DEFAULT_GRANULARITY_BYTES
+    const coarseRegionBytes = options.coarseRegionBytes ?? Math.max(DEFAULT_COARSE_REGION_BYTES, granularityBytes)
+    checkPow2('granularityBytes', granularityBytes, 4096, 64 * 2 ** 20)
+    checkPow2('coarseRegionBytes', coarseRegionBytes, 2 ** 20, 64 * 2 ** 20)
+    const dir = sidecarPathOf(diskPath)
+    try {
+      await fsp.mkdir(dir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new EngineError(`change tracking is already enabled for ${diskPath} (${dir} exists)`, 'ResourceExists',
+          AppErrorCode.Generic, { diskPath })
+      }
+      throw err
+    }
+    await fsyncDir(path.dirname(dir))
+    const state = freshState(diskSizeBytes, granularityBytes, coarseRegionBytes, identity)
+    const live = new DenseBitmap(Math.ceil(diskSizeBytes / granularityBytes))
+    await writeFileAtomic(path.join(dir, state.liveFile), live.serialize())
+    await writeState(path.join(dir, 'state.json'), state)
+    const store = new TrackingStore(diskPath, state, live, true, null)
+    return store.status()
+  }
+
+  /** Stop tracking: delete the sidecar. The store must not be open for writing anywhere. */
+  static async disable(diskPath: string): Promise<boolean> {
+    const dir = sidecarPathOf(diskPath)
+    try {
+      await fsp.access(dir)
+    } catch {
+      return false
+    }
+    await fsp.rm(dir, { recursive: true, force: true })
+    await fsyncDir(path.dirname(dir))
+    return true
+  }
+
+  /**
+   * Open the store. Never throws for a damaged store (status must be able to report it): a missing or corrupt file
+   * makes the store untrusted with the reason. Throws ObjectNotFound when tracking is not enabled at all.
+   * A read-write open of a store that was not closed cleanly recovers (persistent copy OR journals) and checkpoints.
+   */
+  static async open(diskPath: string, options: OpenStoreOptions = {}): Promise<TrackingStore> {
+    // A read-only reader can race a writer's checkpoint deleting the files the old state named: read again.
+    for (let attempt = 0; ; attempt++) {
+      const store = await TrackingStore.openOnce(diskPath, options)
+      if (!options.readOnly || store.trusted || attempt >= 4 || !/missing/.test(store.untrusted ?? '')) return store
+      await new Promise(res => setTimeout(res, 25))
+    }
+  }
+
+  private static async openOnce(diskPath: string, options: OpenStoreOptions): Promise<TrackingStore> {
+    const dir = sidecarPathOf(diskPath)
+    const readOnly = options.readOnly ?? false
+    let state: StoreState
+    try {
+      state = await readState(path.join(dir, 'state.json'))
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      let dirExists = true
+      try { await fsp.access(dir) } catch { dirExists = false }
+      if (!dirExists) {
+        throw new EngineError(`change tracking is not enabled for ${diskPath} (no ${dir})`, 'ObjectNotFound',
+          AppErrorCode.NotFound, { diskPath })
+      }
+      const reason = code === 'ENOENT' ? `the state file ${path.join(dir, 'state.json')} is missing`
+        : err instanceof StateFormatError ? `the state file is corrupt: ${err.message}` : String(err)
+      // A placeholder state so status can report; reset replaces it.
+      const placeholder = freshState(options.diskSizeBytes ?? 0, DEFAULT_GRANULARITY_BYTES, DEFAULT_COARSE_REGION_BYTES, null)
+      placeholder.generation = '00000000-0000-0000-0000-000000000000'
+      const store = new TrackingStore(diskPath, placeholder, new DenseBitmap(0), readOnly, reason)
+      return store
+    }
+    const bits = Math.ceil(state.diskSizeBytes / state.granularityBytes)
+    let untrusted: string | null = state.untrustedReason
+    let live = new DenseBitmap(bits)
+    try {
+      live = await loadBitmap(path.join(dir, state.liveFile), bits)
+    } catch (err) {
+      untrusted ??= describeLoadFailure('live bitmap', state.liveFile, err)
+    }
+    for (const rp of state.refPoints) {
+      if (untrusted) break
+      if (rp.segmentFile === null) continue
+      try {
+        await fsp.access(path.join(dir, rp.segmentFile))
+      } catch (err) {
+        untrusted = describeLoadFailure(`segment of ${rp.id}`, rp.segmentFile, err)
+      }
+    }
+    if (!untrusted && options.diskSizeBytes !== undefined && options.diskSizeBytes !== state.diskSizeBytes) {
+      untrusted = `the disk size changed outside tracking (${state.diskSizeBytes} -> ${options.diskSizeBytes} bytes)`
+    }
+    if (!untrusted && state.clean && state.identity && options.identity) {
+      untrusted = identityMismatch(state.identity, options.identity)
+    }
+    let recovered: string | null = null
+    if (!untrusted && !state.clean) {
+      // Not closed cleanly: OR in every journal of this generation.
+      try {
+        const n = await orJournals(dir, state, live)
+        recovered = `the store was not closed cleanly (crash, kill or still open elsewhere); the live bitmap was ` +
+          `rebuilt from its persistent copy OR ${n.files} coarse journal file(s) (${n.regions} region(s) of ` +
+          `${state.coarseRegionBytes} bytes; may over-report, never under-reports)`
+      } catch (err) {
+        untrusted = `a coarse journal is unreadable: ${(err as Error).message}`
+      }
+    }
+    const store = new TrackingStore(diskPath, state, live, readOnly, untrusted)
+    if (readOnly) {
+      store.openElsewhere = !state.clean
+      store.recovered = recovered
+      return store
+    }
+    await cleanTemporaries(dir)
+    if (untrusted && !state.untrustedReason) {
+      // Remember the verdict: a later clean close must not make the store look trusted again.
+      state.untrustedReason = untrusted
+    }
+    if (recovered) {
+      store.recovered = recovered
+      state.lastRecovery = { at: new Date().toISOString(), reason: recovered }
+    }
+    state.clean = false
+    await store.runExclusive(() => store.checkpointLocked(false))
+    return store
+  }
+
+  // ---------------------------------------------------------------- write path
+
+  /**
+   * Mark [offset, offset+length) changed. The fine bits are set at once; the returned promise (undefined when the
+   * coarse regions are already durable) resolves when the journal makes the mark crash-proof. Callers must not
+   * acknowledge the write before then. An untrusted store marks nothing (its history is void until reset).
+   */
+  markWrite(offset: number, length: number): Promise<void> | undefined {
+    if (this.readOnly || this.closed || this.closing) {
+      throw new EngineError(`tracking store of ${this.diskPath} is ${this.readOnly ? 'open read-only' : 'closed'}`,
+        'InvalidOperation')
+    }
+    if (length <= 0 || this.untrusted) return undefined
+    const [first, count] = granulesOf(offset, length, this.state.granularityBytes)
+    this.live.setRange(first, count)
+    if (!this.journal) return this.journalReady.then(() => this.markWrite(offset, length))
+    const [r0, rn] = granulesOf(offset, length, this.state.coarseRegionBytes)
+    return this.journal.mark(r0, rn)
+  }
+
+  /**
+   * Start of a write: registers it as in flight (see createRefPoint) and marks it. Pass the token to endWrite when
+   * the write has reached the disk (or failed).
+   */
+  beginWrite(offset: number, length: number): { token: number; durable: Promise<void> | undefined } {
+    const token = ++this.inFlightSeq
+    this.inFlight.set(token, { offset, length, at: Date.now() })
+    try {
+      return { token, durable: this.markWrite(offset, length) }
+    } catch (err) {
+      this.inFlight.delete(token)
+      throw err
+    }
+  }
+
+  endWrite(token: number): void {
+    this.inFlight.delete(token)
+  }
+
+  /**
+   * WriteObserver shape (src/nbd/providers.ts): awaited before a write is acknowledged. The write counts as in
+   * flight until afterWrite(offset, length) is called; a caller that never calls it makes its writes count as in
+   * flight for IN_FLIGHT_EXPIRY_MS (over-reporting them into a reference point created meanwhile, never missing).
+   */
+  async beforeWrite(offset: number, length: number, _kind?: string): Promise<void> {
+    const { token, durable } = this.beginWrite(offset, length)
+    const key = `${offset}:${length}`
+    const list = this.observerTokens.get(key)
+    if (list) list.push(token)
+    else this.observerTokens.set(key, [token])
+    await durable
+  }
+
+  afterWrite(offset: number, length: number): void {
+    const key = `${offset}:${length}`
+    const list = this.observerTokens.get(key)
+    const token = list?.shift()
+    if (token !== undefined) this.endWrite(token)
+    if (list && list.length === 0) this.observerTokens.delete(key)
+  }
+
+  private inFlightSeq = 0
+  private inFlight = new Map<number, { offset: number; length: number; at: number }>()
+  private observerTokens = new Map<string, number[]>()
+  private closing = false
+  private journalReady: Promise<void> = Promise.resolve()
+
+  // ---------------------------------------------------------------- reference points
+
+  /**
+   * Create a reference point. The freeze is synchronous: every mark made before this call belongs to the previous
+   * point, every later mark to the new one; writes in flight at this moment (begun, not ended: their data may land
+   * on either side of the freeze) are marked in the new live bitmap too.
+   */
+  async createRefPoint(): Promise<RefPointInfo> {
+    this.checkWritable()
+    this.checkTrusted()
+    const sequence = ++this.state.sequence
+    const rec: RefPointRecord = {
+      id: `rp-${this.state.generation.slice(0, 8)}-${sequence}`,
+      sequence,
+      createdAt: new Date().toISOString(),
+      segmentFile: null,
+    }
+    const frozen = this.live
+    this.live = new DenseBitmap(frozen.bitCount)
+    const now = Date.now()
+    for (const [token, w] of this.inFlight) {
+      if (now - w.at > IN_FLIGHT_EXPIRY_MS) { this.inFlight.delete(token); continue }
+      const [f, c] = granulesOf(w.offset, w.length, this.state.granularityBytes)
+      this.live.setRange(f, c)
+    }
+    const prev = this.state.refPoints[this.state.refPoints.length - 1]
+    if (prev) this.dirtySegments.set(prev.id, frozen)
+    this.state.refPoints.push(rec)
+    await this.runExclusive(() => this.checkpointLocked(false))
+    return { id: rec.id, sequence: rec.sequence, createdAt: rec.createdAt }
+  }
+
+  listRefPoints(): RefPointInfo[] {
+    return this.state.refPoints.map(r => ({ id: r.id, sequence: r.sequence, createdAt: r.createdAt }))
+  }
+
+  /** Remove a reference point, merging its segment into the previous point's (or the live bitmap). */
+  async removeRefPoint(id: string): Promise<void> {
+    this.checkWritable()
+    await this.runExclusive(async () => {
+      const k = this.indexOf(id)
+      const rps = this.state.refPoints
+      const rec = rps[k]!
+      const prev = k > 0 ? rps[k - 1]! : null
+      const isLast = k === rps.length - 1
+      if (prev && !this.untrusted) {
+        const prevSeg = await this.segment(prev)
+        if (isLast) {
+          // prev becomes the newest point: its segment and this point's changes (live) form the new live bitmap.
+          this.live.orWith(prevSeg)
+          this.dirtySegments.delete(prev.id)
+          prev.segmentFile = null
+        } else {
+          prevSeg.orWith(await this.segment(rec))
+          this.dirtySegments.set(prev.id, prevSeg)
+        }
+      }
+      this.dirtySegments.delete(rec.id)
+      rps.splice(k, 1)
+      await this.checkpointLocked(false)
+    })
+  }
+
+  /** Bitmap of granules changed since `sinceId` (up to `untilId`, else up to now). */
+  async changedBitmap(sinceId: string, untilId?: string): Promise<DenseBitmap> {
+    this.checkTrusted()
+    return this.runExclusive(async () => {
+      const rps = this.state.refPoints
+      const a = this.indexOf(sinceId)
+      const b = untilId === undefined ? rps.length : this.indexOf(untilId)
+      if (b < a) {
+        throw new EngineError(`reference point ${untilId} is older than ${sinceId}`, 'InvalidArgument',
+          AppErrorCode.Generic, { sinceId, untilId })
+      }
+      const out = new DenseBitmap(this.live.bitCount)
+      for (let i = a; i < Math.min(b, rps.length - 1); i++) out.orWith(await this.segment(rps[i]!))
+      if (untilId === undefined) out.orWith(this.live)
+      return out
+    })
+  }
+
+  /** Changed byte ranges since `sinceId` (up to `untilId` or now), merged and rounded to the granularity. */
+  async changedRanges(sinceId: string, untilId?: string): Promise<ByteRange[]> {
+    const bm = await this.changedBitmap(sinceId, untilId)
+    return bitmapToRanges(bm, this.state.granularityBytes, this.state.diskSizeBytes)
+  }
+
+  // ---------------------------------------------------------------- persistence
+
+  /** Persist the bitmaps now and start a fresh journal epoch (bounds the over-report after a crash). */
+  async checkpoint(): Promise<void> {
+    this.checkWritable()
+    await this.runExclusive(() => this.checkpointLocked(false))
+  }
+
+  /** Clean close: final checkpoint recording the disk identity, journal removed, state marked clean. */
+  async close(identity?: DiskIdentity | null): Promise<void> {
+    if (this.closed) return
+    if (this.readOnly) { this.closed = true; return }
+    this.closing = true
+    await this.runExclusive(async () => {
+      if (identity !== undefined) this.state.identity = identity
+      await this.checkpointLocked(true)
+    })
+    this.closed = true
+  }
+
+  /** Forget all history: new generation, no reference points, empty bitmaps, trusted again. */
+  async reset(identity: DiskIdentity | null, diskSizeBytes: number, options: EnableOptions = {}): Promise<void> {
+    this.checkWritable()
+    await this.runExclusive(async () => {
+      const g = options.granularityBytes ?? this.state.granularityBytes
+      const c = options.coarseRegionBytes ?? Math.max(this.state.coarseRegionBytes, g)
+      checkPow2('granularityBytes', g, 4096, 64 * 2 ** 20)
+      checkPow2('coarseRegionBytes', c, 2 ** 20, 64 * 2 ** 20)
+      const old = this.state
+      this.state = freshState(diskSizeBytes, g, c, identity)
+      this.state.checkpointSeq = old.checkpointSeq + 1
+      this.state.journalEpoch = old.journalEpoch
+      this.state.clean = false
+      this.live = new DenseBitmap(Math.ceil(diskSizeBytes / g))
+      this.dirtySegments.clear()
+      this.untrusted = null
+      this.recovered = null
+      await this.checkpointLocked(false)
+    })
+  }
+
+  status(): TrackingStatus {
+    return {
+      diskPath: this.diskPath,
+      sidecarPath: this.sidecar,
+      generation: this.state.generation,
+      sequence: this.state.sequence,
+      granularityBytes: this.state.granularityBytes,
+      coarseRegionBytes: this.state.coarseRegionBytes,
+      diskSizeBytes: this.state.diskSizeBytes,
+      trusted: this.untrusted === null,
+      untrustedReason: this.untrusted,
+      recoveredAfterCrash: this.recovered !== null,
+      recoveryReason: this.recovered,
+      openElsewhereOrCrashed: this.openElsewhere,
+      refPoints: this.listRefPoints(),
+      liveChangedBytes: Math.min(this.live.count() * this.state.granularityBytes, this.state.diskSizeBytes),
+    }
+  }
+
+  /** Journal syncs so far in this epoch (benchmarks and tests). */
+  get journalSyncCount(): number { return this.journal?.syncCount ?? 0 }
+
+
+  // ---------------------------------------------------------------- internals
+
+  private checkWritable(): void {
+    if (this.readOnly) throw new EngineError(`tracking store of ${this.diskPath} is open read-only`, 'InvalidOperation')
+    if (this.closed) throw new EngineError(`tracking store of ${this.diskPath} is closed`, 'InvalidOperation')
+  }
+
+  private checkTrusted(): void {
+    if (this.untrusted) throw untrustedError(this.diskPath, this.untrusted)
+  }
+
+  private indexOf(id: string): number {
+    const k = this.state.refPoints.findIndex(r => r.id === id)
+    if (k < 0) {
+      throw new EngineError(`no reference point ${id} for ${this.diskPath} (have: ${
+        this.state.refPoints.map(r => r.id).join(', ') || 'none'})`, 'ObjectNotFound', AppErrorCode.NotFound, { id })
+    }
+    return k
+  }
+
+  /** The changes from `rec` to the next point (the live bitmap for the newest point). */
+  private async segment(rec: RefPointRecord): Promise<DenseBitmap> {
+    const rps = this.state.refPoints
+    if (rps[rps.length - 1] === rec) return this.live
+    const dirty = this.dirtySegments.get(rec.id)
+    if (dirty) return dirty
+    if (rec.segmentFile === null) return new DenseBitmap(this.live.bitCount) // first point: nothing before
+    try {
+      return await loadBitmap(path.join(this.sidecar, rec.segmentFile), this.live.bitCount)
+    } catch (err) {
+      this.untrusted = describeLoadFailure(`segment of ${rec.id}`, rec.segmentFile, err)
+      throw untrustedError(this.diskPath, this.untrusted)
+    }
+  }
+
+  private runExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.mutex.then(fn, fn)
+    this.mutex = run.catch(() => {})
+    return run
+  }
+
+  /**
+   * Checkpoint (caller holds the mutex): 1. new journal epoch, 2. write bitmaps under new names, 3. commit
+   * state.json, 4. delete what the state no longer names. A crash at any step leaves a recoverable store.
+   */
+  private async checkpointLocked(clean: boolean): Promise<void> {
+    const dir = this.sidecar
+    const st = this.state
+    const oldJournal = this.journal
+    // 1. Fresh journal epoch: marks made from now on go to it (or wait for it), marks before are in the snapshot.
+    if (!clean) {
+      st.journalEpoch++
+      const header = { epoch: st.journalEpoch, regionBytes: st.coarseRegionBytes,
+        regionCount: Math.ceil(st.diskSizeBytes / st.coarseRegionBytes), generation: st.generation }
+      this.journal = null
+      let done!: () => void
+      this.journalReady = new Promise<void>(res => { done = res })
+      try {
+        this.journal = await CoarseJournal.create(path.join(dir, `journal-${st.journalEpoch}.mrt`), header)
+      } finally {
+        done()
+      }
+    } else {
+      this.journal = null
+    }
+    // 2. Snapshot and write bitmaps.
+    st.checkpointSeq++
+    const liveFile = `live-${st.checkpointSeq}.bm`
+    await writeFileAtomic(path.join(dir, liveFile), this.live.serialize(), false)
+    for (const [id, bm] of this.dirtySegments) {
+      const rec = st.refPoints.find(r => r.id === id)
+      if (!rec) continue
+      rec.segmentFile = `seg-${rec.sequence}-${st.checkpointSeq}.bm`
+      await writeFileAtomic(path.join(dir, rec.segmentFile), bm.serialize(), false)
+    }
+    await fsyncDir(dir)
+    // 3. Commit.
+    st.liveFile = liveFile
+    st.clean = clean
+    if (this.untrusted && !st.untrustedReason) st.untrustedReason = this.untrusted
+    await writeState(path.join(dir, 'state.json'), st)
+    this.dirtySegments.clear()
+    // 4. Clean up: the old journal's marks are now in the persistent copy.
+    if (oldJournal) await oldJournal.close()
+    const keep = new Set<string>(['state.json', st.liveFile])
+    for (const r of st.refPoints) if (r.segmentFile) keep.add(r.segmentFile)
+    if (this.journal) keep.add(path.basename(this.journal.file))
+    for (const name of await fsp.readdir(dir)) {
+      if (!keep.has(name) && /^(live-\d+\.bm|seg-\d+-\d+\.bm|journal-\d+\.mrt)$/.test(name)) {
+        await fsp.rm(path.join(dir, name), { force: true })
+      }
+    }
+    await fsyncDir(dir)
+  }
+}
+
+function freshState(diskSizeBytes: number, granularityBytes: number, coarseRegionBytes: number,
+  identity: DiskIdentity | null): StoreState {
+  return {
+    format: 'hvcbt-tracking',
+    version: 1,
+    generation: randomUUID(),
+    sequence: 0,
+    granularityBytes,
+    coarseRegionBytes,
+    diskSizeBytes,
+    clean: true,
+    identity,
+    checkpointSeq: 0,
+    liveFile: 'live-0.bm',
+    journalEpoch: 0,
+    refPoints: [],
+    createdAt: new Date().toISOString(),
+    untrustedReason: null,
+    lastRecovery: null,
+  }
+}
+
+async function loadBitmap(file: string, bits: number): Promise<DenseBitmap> {
+  return DenseBitmap.deserialize(await fsp.readFile(file), bits)
+}
+
+function describeLoadFailure(what: string, file: string, err: unknown): string {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return `the ${what} file ${file} is missing`
+  if (err instanceof BitmapFormatError) return `the ${what} file ${file} is corrupt: ${err.message}`
+  return `the ${what} file ${file} cannot be read: ${(err as Error).message}`
+}
+
+/** OR every journal of the store's generation into `live` (coarse regions expanded to fine granules). */
+async function orJournals(dir: string, state: StoreState, live: DenseBitmap): Promise<{ files: number; regions: number }> {
+  let files = 0
+  let regions = 0
+  for (const name of await fsp.readdir(dir)) {
+    if (!/^journal-\d+\.mrt$/.test(name)) continue
+    const { header, regions: bm } = await readJournal(path.join(dir, name))
+    if (header.generation !== state.generation) continue
+    files++
+    bm.forEachRun((start, count) => {
+      regions += count
+      const [f, c] = granulesOf(start * header.regionBytes, count * header.regionBytes, state.granularityBytes)
+      live.setRange(f, c)
+    })
+  }
+  return { files, regions }
+}
