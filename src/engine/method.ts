@@ -33,6 +33,13 @@ export interface CliSpec<P, R> {
   human?(result: R, params: P): string
   /** Process exit code for a successful call (e.g. `vhd check`: 1 when problems were found). Default 0. */
   exitCode?(result: R): number
+  /** Process exit code when the call fails (default 1; usage errors are always 2). */
+  errorExitCode?: number
+  /**
+   * Byte-stream commands (`vhd read`, `vhd write`): params that name a file and default to the process's stdout /
+   * stdin in the CLI when omitted. The CLI then prints its human summary on stderr so stdout carries only data.
+   */
+  stdio?: { output?: string; input?: string }
   /** Examples for --help: [command line, what it does]. */
   examples?: [string, string][]
   /**

@@ -3,10 +3,16 @@
  * rpc.discover all read this list. Add one import and one spread per domain file under ./methods/.
  */
 import type { AnyMethod } from './method.js'
+import { engineMethods } from './methods/engine.js'
+import { vhdMethods } from './methods/vhd.js'
 
 export const methods: readonly AnyMethod[] = [
+  ...engineMethods,
+  ...vhdMethods,
 ]
 
+const byName = new Map(methods.map(m => [m.name, m]))
+
 export function findMethod(name: string): AnyMethod | undefined {
-  return methods.find(m => m.name === name)
+  return byName.get(name)
 }
