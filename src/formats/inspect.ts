@@ -13,6 +13,7 @@ import { open, stat } from 'node:fs/promises'
 import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
 import type { DiskFormat, DiskInfo } from './disk-info.js'
 import { inspectVhd } from './vhd/vhd-inspect.js'
+import { inspectVhdx } from './vhdx/vhdx-inspect.js'
 
 /** Detect the format of the file at `path` from its signatures. */
 export async function probeFormat(path: string): Promise<DiskFormat> {
@@ -43,7 +44,6 @@ export async function inspectDisk(path: string): Promise<DiskInfo> {
     case 'vhd':
       return inspectVhd(path)
     case 'vhdx': {
-      const { inspectVhdx } = await loadVhdx()
       return inspectVhdx(path)
     }
     case 'raw':
@@ -67,18 +67,3 @@ async function inspectRaw(path: string): Promise<DiskInfo> {
   }
 }
 
-/**
- * The VHDX module is loaded lazily (through a computed specifier) so that VHD and raw keep working in builds or
- * checkouts where it is absent; its absence is reported as an Unsupported EngineError.
- */
-async function loadVhdx(): Promise<{ inspectVhdx(path: string): Promise<DiskInfo> }> {
-  const specifier = './vhdx/vhdx-inspect.js'
-  try {
-    return (await import(specifier)) as { inspectVhdx(path: string): Promise<DiskInfo> }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
-      throw new EngineError('VHDX is not yet supported by this build', 'NotImplemented', AppErrorCode.Unsupported)
-    }
-    throw err
-  }
-}
