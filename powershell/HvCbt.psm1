@@ -1,0 +1,31 @@
+# HvCbt: changed-block tracking and incremental backups of VHD/VHDX disks, driven from PowerShell.
+#
+# The module is a thin client: each public cmdlet (one file under Public/) resolves its input, calls one engine
+# method through Invoke-HvCbtEngine (Private/), and shapes the result into a typed object. The engine process is
+# started on the first call and stopped when the module is removed or PowerShell exits.
+Set-StrictMode -Version 3.0
+
+foreach ($folder in 'Private', 'Public') {
+    foreach ($file in Get-ChildItem -LiteralPath (Join-Path $PSScriptRoot $folder) -Filter '*.ps1' | Sort-Object Name) {
+        . $file.FullName
+    }
+}
+
+# Stop the engine when PowerShell exits. (EngineClient.cs also kills engines on process exit, and the engine exits
+# by itself when its stdin closes, so an engine never outlives the session even if this event does not run.)
+$script:HvCbtExitingJob = Register-EngineEvent -SourceIdentifier PowerShell.Exiting -Action {
+    & $Event.MessageData
+} -MessageData $ExecutionContext.SessionState.Module.NewBoundScriptBlock({ Stop-HvCbtEngine -Confirm:$false })
+
+$ExecutionContext.SessionState.Module.OnRemove = {
+    Stop-HvCbtEngine -Confirm:$false
+    if ($script:HvCbtExitingJob) {
+        Get-EventSubscriber -Force | Where-Object { $_.Action -eq $script:HvCbtExitingJob } |
+            Unregister-Event -Force -ErrorAction SilentlyContinue
+        Remove-Job -Job $script:HvCbtExitingJob -Force -ErrorAction SilentlyContinue
+    }
+}
+
+# The manifest's FunctionsToExport is the authoritative list; this keeps private helpers private when the .psm1 is
+# imported on its own.
+Export-ModuleMember -Function (Get-ChildItem -LiteralPath (Join-Path $PSScriptRoot 'Public') -Filter '*.ps1').BaseName
