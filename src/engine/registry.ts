@@ -5,10 +5,12 @@
 import type { AnyMethod } from './method.js'
 import { engineMethods } from './methods/engine.js'
 import { vhdMethods } from './methods/vhd.js'
+import { nbdMethods } from './methods/nbd.js'
 
 export const methods: readonly AnyMethod[] = [
   ...engineMethods,
   ...vhdMethods,
+  ...nbdMethods,
 ]
 
 const byName = new Map(methods.map(m => [m.name, m]))
