@@ -110,13 +110,14 @@ export async function readRegionsAndMetadata(io: VhdxIo, hdr: VhdxHeaders, repor
   for (const i of [0, 1] as const) {
     const b = await io.readNew(REGION_TABLE_OFFSETS[i], REGION_TABLE_SIZE)
     const problems = validateRegionTable(b)
-    for (const m of problems) err(`region table ${i + 1}`, REGION_TABLE_OFFSETS[i], m)
+    // One bad copy is survivable (the other is used) but reported; both bad is fatal below.
+    for (const m of problems) report({ structure: `region table ${i + 1}`, offset: REGION_TABLE_OFFSETS[i], message: m, severity: 'warning' })
     tables.push(problems.length === 0 ? b : null)
   }
   const table = tables[0] ?? tables[1]
   if (!table) return fatal('region table 1', REGION_TABLE_OFFSETS[0], 'neither region table copy is valid')
   if (tables[0] && tables[1] && !Buffer.from(tables[0]).equals(Buffer.from(tables[1]))) {
-    report({ structure: 'region table 2', offset: REGION_TABLE_OFFSETS[1], message: 'the two region table copies differ', severity: 'warning' })
+    report({ structure: 'region table 2', offset: REGION_TABLE_OFFSETS[1], message: 'the two region table copies differ (the first is used)', severity: 'warning' })
   }
   const rtOffset = table === tables[0] ? REGION_TABLE_OFFSETS[0] : REGION_TABLE_OFFSETS[1]
   const regions = decodeRegionTable(table).entries
