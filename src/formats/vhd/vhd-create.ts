@@ -11,7 +11,8 @@
  * - The current size is exactly the requested size (a multiple of 512), not rounded to the CHS geometry.
  * - Differencing: the parent must be a VHD; the child takes its size, records its unique id and modification
  *   time, its absolute path as the parent name, and two locators: W2ru (relative, ".\\name" style with
- *   backslashes) and W2ku (absolute path as this host spells it). Platform data space is given in sectors, as the
+ *   backslashes) and W2ku (the absolute path with backslashes: on Linux "\\tmp\\a.vhd", which the chain resolver maps
+ *   back and libvhdi reduces to a file name next to the child). Platform data space is given in sectors, as the
  *   specification says (readers rely on the data length).
  * - Fixed files are made sparse (ftruncate); they read as zeros and have the fixed layout.
  * - The file is created exclusively: an existing file is never overwritten. On failure the partial file is removed.
@@ -108,7 +109,7 @@ export async function createVhd(path: string, options: CreateVhdOptions): Promis
       const locators: VhdParentLocator[] = []
       const locatorData: [number, Buffer][] = []
       if (parent) {
-        for (const [code, text] of [[PlatformCode.W2ru, windowsRelative(path, parent.absolutePath)], [PlatformCode.W2ku, parent.absolutePath]] as const) {
+        for (const [code, text] of [[PlatformCode.W2ru, windowsRelative(path, parent.absolutePath)], [PlatformCode.W2ku, windowsStyle(parent.absolutePath)]] as const) {
           const data = encodeUtf16(text, 'le')
           const space = Math.max(1, Math.ceil(data.length / SECTOR))
           locators.push({ platformCode: code, platformDataSpace: space, platformDataLength: data.length, platformDataOffset: next })
@@ -127,7 +128,7 @@ export async function createVhd(path: string, options: CreateVhdOptions): Promis
         checksum: 0,
         parentUniqueId: parent?.uniqueId ?? new Uint8Array(16),
         parentTimestamp: parent?.timestamp ?? 0,
-        parentName: parent ? parent.absolutePath.slice(0, 255) : '',
+        parentName: parent ? windowsStyle(parent.absolutePath).slice(0, 255) : '',
         locators,
       })
       const encodedFooter = encodeFooter(footer)
@@ -177,6 +178,11 @@ export function windowsRelative(from: string, target: string): string {
   const rel = relative(dirname(resolve(from)), target) || basename(target)
   const win = rel.split('/').join('\\')
   return win.startsWith('..') ? win : `.\\${win}`
+}
+
+/** A host path with Windows separators (what Hyper-V and libvhdi expect in W2ku and the parent name). */
+export function windowsStyle(p: string): string {
+  return p.split('/').join('\\')
 }
 
 function invalid(detail: string): EngineError {
