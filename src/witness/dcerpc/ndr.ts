@@ -401,3 +401,17 @@ export function mapped<W, T>(wire: NdrType<W>, toWire: (v: T) => W, fromWire: (w
     readBuffers: (r, s) => fromWire(wire.readBuffers(r, s)),
   }
 }
+
+/** Fixed-size [string] char array inside a struct (a varying array): offset 0, actual_count incl. NUL, bytes. */
+export function varyingAnsiString(size: number): NdrType<string> {
+  return scalar<string>(4, (w, v) => {
+    const b = Buffer.from(v + '\0', 'latin1')
+    if (b.length > size) throw new RangeError(`string of ${v.length} chars does not fit char[${size}]`)
+    w.u32(0).u32(b.length).bytes(b)
+  }, r => {
+    const offset = r.u32('string offset')
+    const actual = r.u32('string actual_count')
+    if (offset !== 0 || actual > size) throw new ProtocolError('NDR', `bad varying string: offset ${offset} actual ${actual}`)
+    return Buffer.from(r.bytes(actual)).toString('latin1').replace(/\0.*$/s, '')
+  })
+}
