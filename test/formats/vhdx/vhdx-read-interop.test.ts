@@ -5,6 +5,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { checkVhdx } from '../../../src/formats/vhdx/vhdx-check.js'
 import { openVhdx } from '../../../src/formats/vhdx/vhdx-open.js'
 import { haveQemu, qemuWrite, rng, run, tempDir } from './helpers.js'
 
@@ -51,6 +52,7 @@ for (const [name, size, opts] of cases) {
     const got = await readAll(p)
     t.equal(got.length, expected.length, 'virtual size')
     t.ok(got.equals(expected), 'bytes identical to qemu-img convert')
+    t.same(await checkVhdx(p), [], 'checkVhdx finds nothing wrong with a qemu-made file')
     const d = await openVhdx(p, { readOnly: true })
     const ext = await d.extents(0, d.size)
     await d.close()
