@@ -27,9 +27,8 @@ import type { Extent, VirtualDisk } from './virtual-disk.js'
 import { uuidEqual, uuidText, VhdDiskType } from './vhd/vhd-layout.js'
 import { loadVhdMetadata } from './vhd/vhd-metadata.js'
 import { VhdxIo } from './vhdx/vhdx-io.js'
-import { normalizeGuid } from './vhdx/vhdx-layout.js'
-import { replayLog } from './vhdx/vhdx-log.js'
-import { readHeaders, readRegionsAndMetadata, strictReporter } from './vhdx/vhdx-structure.js'
+import { readParentLocator } from './vhdx/index.js'
+import { readHeaders, strictReporter } from './vhdx/vhdx-structure.js'
 
 /** Longest chain (child plus ancestors) we follow; Hyper-V's checkpoint trees stay far below this. */
 export const MAX_CHAIN_DEPTH = 64
@@ -66,24 +65,18 @@ export async function readParentSpec(file: string, format: DiskFormat): Promise<
       if (m.footer.diskType !== VhdDiskType.Differencing) return null
       return { format, recorded: m.parentRefs.map(r => ({ key: r.kind, path: r.path })), identities: [uuidText(m.dynamicHeader!.parentUniqueId)] }
     }
-    const io = new VhdxIo(fh, file, (await fh.stat()).size)
-    const report = strictReporter(file)
-    const hdr = await readHeaders(io, report)
-    await replayLog(io, hdr, { inMemory: true })
-    const s = await readRegionsAndMetadata(io, hdr, report)
-    if (!s.fileParameters.hasParent || !s.parentLocator) return null
-    const e = s.parentLocator.entries
-    const recorded: RecordedParent[] = []
-    for (const key of ['relative_path', 'volume_path', 'absolute_win32_path']) {
-      const v = e.get(key)
-      if (v) recorded.push({ key, path: v })
-    }
-    const identities = ['parent_linkage', 'parent_linkage2'].map(k => normalizeGuid(e.get(k) ?? '')).filter((g): g is string => g !== null)
-    if (identities.length === 0) throw new FormatError(file, 'VHDX parent locator', null, 'parent_linkage is missing or not a GUID')
-    return { format, recorded, identities }
   } finally {
     await fh.close()
   }
+  const loc = await readParentLocator(file)
+  if (!loc) return null
+  const recorded: RecordedParent[] = []
+  for (const [key, v] of [['relative_path', loc.relativePath], ['volume_path', loc.volumePath], ['absolute_win32_path', loc.absoluteWin32Path]] as const) {
+    if (v) recorded.push({ key, path: v })
+  }
+  const identities = [loc.parentLinkage, loc.parentLinkage2].filter((g): g is string => g !== null)
+  if (identities.length === 0) throw new FormatError(file, 'VHDX parent locator', null, 'parent_linkage is missing or not a GUID')
+  return { format, recorded, identities }
 }
 
 /** Host paths to try for one recorded path, most likely first. */

@@ -10,7 +10,7 @@
  * non-file gives a FormatError.
  */
 import { open, stat } from 'node:fs/promises'
-import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
+import { FormatError } from '../engine/errors.js'
 import type { DiskFormat, DiskInfo } from './disk-info.js'
 import { inspectVhd } from './vhd/vhd-inspect.js'
 import { inspectVhdx } from './vhdx/vhdx-inspect.js'
@@ -66,4 +66,3 @@ async function inspectRaw(path: string): Promise<DiskInfo> {
     parentPath: null,
   }
 }
-

@@ -8,12 +8,13 @@
  * MAX_CHAIN_DEPTH are rejected with a FormatError naming the chain.
  */
 import { realpath } from 'node:fs/promises'
-import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
+import { FormatError } from '../engine/errors.js'
 import type { DiskFormat } from './disk-info.js'
-import { MAX_CHAIN_DEPTH, readParentSpec, resolveParent } from './chain.js'
+import { MAX_CHAIN_DEPTH, readParentSpec, resolveParent, type ResolvedParent } from './chain.js'
 import { probeFormat } from './inspect.js'
 import { openRaw } from './raw/raw-disk.js'
 import { openVhd } from './vhd/vhd-disk.js'
+import { VhdxDisk, openVhdx } from './vhdx/index.js'
 import type { OpenOptions, VirtualDisk } from './virtual-disk.js'
 
 export interface OpenDiskOptions extends OpenOptions {
@@ -62,15 +63,21 @@ async function openInChain(path: string, readOnly: boolean, ancestors: string[],
   if (format === 'raw') return openRaw(path, { readOnly })
   const spec = await readParentSpec(path, format)
   let parent: VirtualDisk | null = null
+  let found: ResolvedParent | null = null
   if (spec) {
-    const found = await resolveParent(path, spec)
+    found = await resolveParent(path, spec)
     if (found.note) onNote?.(found.note)
-    parent = await openInChain(found.path, true, [...ancestors, real], onNote, [...names, path])
   }
+  if (format === 'vhdx') {
+    // openVhdx checks parent_linkage against the DataWriteGuid the resolver reports, and owns the parent.
+    return openVhdx(path, { readOnly }, async () => {
+      const disk = await openInChain(found!.path, true, [...ancestors, real], onNote, [...names, path])
+      return { disk, dataWriteGuid: disk instanceof VhdxDisk ? disk.dataWriteGuid : null }
+    })
+  }
+  if (found) parent = await openInChain(found.path, true, [...ancestors, real], onNote, [...names, path])
   try {
-    if (format === 'vhd') return await openVhd(path, { readOnly }, parent)
-    const { openVhdx } = await loadVhdxOpen()
-    return await openVhdx(path, { readOnly }, parent)
+    return await openVhd(path, { readOnly }, parent)
   } catch (err) {
     await parent?.close().catch(() => undefined)
     throw err
@@ -83,21 +90,6 @@ function checkChain(path: string, real: string, ancestors: string[], names: stri
   }
   if (ancestors.length >= MAX_CHAIN_DEPTH) {
     throw new FormatError(names[0] ?? path, 'parent chain', null, `chain is deeper than ${MAX_CHAIN_DEPTH} disks (reached ${path})`)
-  }
-}
-
-type OpenVhdx = (path: string, options: OpenOptions, parent?: VirtualDisk | null) => Promise<VirtualDisk>
-
-/** The VHDX open function, loaded lazily so that VHD and raw work in a build without it. */
-async function loadVhdxOpen(): Promise<{ openVhdx: OpenVhdx }> {
-  const specifier = './vhdx/vhdx-open.js'
-  try {
-    return (await import(specifier)) as { openVhdx: OpenVhdx }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
-      throw new EngineError('opening VHDX is not yet supported by this build', 'NotImplemented', AppErrorCode.Unsupported)
-    }
-    throw err
   }
 }
 
