@@ -73,12 +73,15 @@ export class Connection {
     }, opts)
     this.closedPromise = new Promise(resolve => stream.once('close', resolve))
     stream.on('data', (chunk: Buffer) => {
+      if (this.phase === 'draining' || this.phase === 'closed') return // nothing more is read after DISC/ABORT
       this.queue.push(chunk)
       void this.pump()
     })
     stream.on('drain', () => void this.pump())
     stream.on('error', err => this.log('debug', `stream error: ${err.message}`))
-    stream.on('end', () => (this.phase === 'transmission' ? this.startDrain() : this.destroy()))
+    stream.on('end', () => (this.phase === 'transmission' ? this.startDrain() : this.phase !== 'draining' && this.destroy()))
+    // once our last bytes are flushed after end(), close both directions: the client has every reply
+    stream.once('finish', () => this.destroy())
     stream.once('close', () => {
       this.phase = 'closed'
       this.clearTimers()
@@ -163,9 +166,13 @@ export class Connection {
   /** Pause the stream while a limit holds, resume when it no longer does. */
   private updateFlow(): void {
     if (this.phase === 'closed') return
+    if (this.phase === 'draining') {
+      if (this.paused) this.stream.resume() // keep reading (and dropping) so the peer's close is seen
+      this.paused = false
+      return
+    }
     const t = this.transmission
-    const blocked = this.phase === 'draining' ||
-      (t !== null && t.inFlight >= this.host.opts.maxInFlightRequests) ||
+    const blocked = (t !== null && t.inFlight >= this.host.opts.maxInFlightRequests) ||
       (t !== null && t.inFlightBytes >= this.host.opts.maxInFlightBytes) ||
       this.stream.writableLength > this.host.opts.maxQueuedReplyBytes ||
       this.queue.length > this.host.opts.maxPayloadBytes + QUEUE_SLACK_BYTES
@@ -190,7 +197,7 @@ export class Connection {
     if (this.phase === 'draining' || this.phase === 'closed') return
     this.phase = 'draining'
     if (this.transmission) this.transmission.shuttingDown = true
-    this.stream.pause()
+    this.queue.clear()
     if (!this.transmission || this.transmission.inFlight === 0) this.stream.end()
     this.drainTimer = setTimeout(() => this.destroy(), DRAIN_TIMEOUT_MS)
     this.drainTimer.unref?.()
