@@ -1,0 +1,71 @@
+import t from 'tap'
+import { StaticMembership } from '../../src/witness/membership/static.js'
+import { startWitnessHost } from '../../src/witness/swn/witness-host.js'
+import { RpcclientSession, haveRpcclient } from './rpcclient-session.js'
+
+// rpcclient always asks the endpoint mapper on port 135 first: this file owns 127.0.0.21/22.
+const IP = '127.0.0.21'
+const OTHER = '127.0.0.22'
+
+t.test('rpcclient through the endpoint mapper, anonymous allowed', { skip: haveRpcclient ? false : 'rpcclient not installed' }, async t => {
+  const membership = StaticMembership.parse([`FS1=${IP}`, `FS2=${OTHER},fd00::22`])
+  const host = await startWitnessHost({
+    nodeName: 'FS1', netNames: ['SOFS'], listen: [IP], port: 0, epmPort: 135, membership, allowAnonymous: true,
+    unavailableUnregisterMs: 60_000,
+  })
+  t.teardown(() => host.close())
+  const rc = new RpcclientSession(`ncacn_ip_tcp:${IP}`)
+  t.teardown(() => rc.close())
+
+  const list = await rc.cmd('GetInterfaceList')
+  t.match(list, new RegExp(`FS1 ${IP.replace(/\./g, '\\.')}`), 'local node listed')
+  t.match(list, /\*\+ FS2 127\.0\.0\.22/, 'other node listed as a witness interface')
+  t.notMatch(list, /\*\+ FS1/, 'local node not offered as witness')
+  t.match(list, /FS2 fd00/, 'IPv6 interface listed')
+
+  const reg = await rc.cmd(`Register -n SOFS -i ${IP} -c HOSTA`)
+  const h1 = /0:[0-9a-f-]{36}/.exec(reg)?.[0]
+  t.ok(h1, `Register returned a handle: ${reg}`)
+  const regEx = await rc.cmd(`RegisterEx -n SOFS -i ${OTHER} -s vms -c HOSTB -t 30`)
+  const h2 = /0:[0-9a-f-]{36}/.exec(regEx)?.[0]
+  t.ok(h2, `RegisterEx returned a handle: ${regEx}`)
+  t.equal(host.service.registrations().length, 2)
+  t.same(host.service.registrations().map(r => r.clientName).sort(), ['HOSTA', 'HOSTB'])
+
+  t.match(await rc.cmd(`Register -2 -n SOFS -i ${IP}`), /WERR_REVISION_MISMATCH/)
+  t.match(await rc.cmd(`RegisterEx -1 -n SOFS -i ${IP}`), /WERR_REVISION_MISMATCH/)
+  t.match(await rc.cmd(`Register -n NOTME -i ${IP}`), /WERR_INVALID_PARAMETER/)
+  t.match(await rc.cmd(`Register -i ${IP}`), /WERR_INVALID_PARAMETER/)
+  t.match(await rc.cmd('Register -n SOFS -i 10.9.9.9'), /WERR_INVALID_STATE/)
+
+  // Node down -> RESOURCE_CHANGE to the held AsyncNotify.
+  const pending = rc.start(`AsyncNotify ${h1}`)
+  await new Promise(r => setTimeout(r, 300))
+  membership.setNodeState('FS1', 'down')
+  const rcOut = await pending.result()
+  t.match(rcOut, /Resource change/i)
+  t.match(rcOut, /SOFS -> Unavailable/)
+
+  // Admin move -> CLIENT_MOVE.
+  const pending2 = rc.start(`AsyncNotify ${h2}`)
+  await new Promise(r => setTimeout(r, 300))
+  t.equal(host.service.moveClient('HOSTB', 'FS2'), 1)
+  const mv = await pending2.result()
+  t.match(mv, /Client move/i)
+  t.match(mv, /127\.0\.0\.22/)
+
+  t.match(await rc.cmd(`UnRegister ${h1}`), /^(?!.*failed)/s)
+  t.equal(host.service.registrations().length, 1)
+  t.match(await rc.cmd(`UnRegister ${h1}`), /WERR_INVALID_PARAMETER|WERR_NOT_FOUND/)
+})
+
+t.test('anonymous calls are refused unless allowed', { skip: haveRpcclient ? false : 'rpcclient not installed' }, async t => {
+  const membership = StaticMembership.parse([`FS1=${IP}`])
+  const host = await startWitnessHost({ nodeName: 'FS1', netNames: ['SOFS'], listen: [IP], port: 0, epmPort: 135, membership })
+  t.teardown(() => host.close())
+  const rc = new RpcclientSession(`ncacn_ip_tcp:${IP}`)
+  t.teardown(() => rc.close())
+  t.match(await rc.cmd('GetInterfaceList'), /ACCESS_DENIED/)
+  t.match(await rc.cmd(`Register -n SOFS -i ${IP}`), /ACCESS_DENIED/)
+  t.equal(host.service.registrations().length, 0)
+})
