@@ -16,13 +16,12 @@
  * The same write-zeros fallback covers a file system that answers ENOTSUP to fallocate.
  *
  * Functions are synchronous, like the syscalls under them; the async variants take a FileHandle and run the
- * zero-writing fallback without blocking the event loop.
+ * zero-writing fallback without blocking the event loop. node:crypto and node:os are required only on the SEA path:
+ * importing this module must not add their load time (a few ms) to every engine start.
  */
-import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -229,7 +228,7 @@ function load(): { native: NativeSparse | null; reason?: string } {
   const require = createRequire(import.meta.url)
   try {
     const sea = seaModule(require)
-    const file = sea ? extractSeaAsset(sea) : findDevelopmentAddon()
+    const file = sea ? extractSeaAsset(sea, require) : findDevelopmentAddon()
     const mod = { exports: {} as Record<string, unknown> }
     process.dlopen(mod, file)
     const api = mod.exports as unknown as NativeSparse
@@ -262,7 +261,9 @@ function seaModule(require: NodeJS.Require): SeaApi | null {
  * content is already there. The file is created exclusively under a temporary name and renamed into place, so a
  * concurrent engine never dlopens half a file; one owned by someone else or with other content is never used.
  */
-function extractSeaAsset(sea: SeaApi): string {
+function extractSeaAsset(sea: SeaApi, require: NodeJS.Require): string {
+  const { createHash } = require('node:crypto') as typeof import('node:crypto')
+  const os = require('node:os') as typeof import('node:os')
   let bytes: Buffer
   try {
     bytes = Buffer.from(sea.getAsset(NATIVE_ASSET_NAME))
@@ -272,7 +273,7 @@ function extractSeaAsset(sea: SeaApi): string {
   const hash = createHash('sha256').update(bytes).digest('hex')
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0
   const file = path.join(os.tmpdir(), `hvcbt-native-${uid}-${hash.slice(0, 24)}.node`)
-  if (isOurCopy(file, uid, hash)) return file
+  if (isOurCopy(file, uid, hash, createHash)) return file
   const temp = `${file}.${process.pid}.${Date.now()}.tmp`
   fs.writeFileSync(temp, bytes, { mode: 0o700, flag: 'wx' })
   try {
@@ -283,7 +284,12 @@ function extractSeaAsset(sea: SeaApi): string {
   return file
 }
 
-function isOurCopy(file: string, uid: number, hash: string): boolean {
+function isOurCopy(
+  file: string,
+  uid: number,
+  hash: string,
+  createHash: typeof import('node:crypto').createHash,
+): boolean {
   try {
     const st = fs.lstatSync(file)
     if (!st.isFile() || st.uid !== uid || (st.mode & 0o022) !== 0) return false
