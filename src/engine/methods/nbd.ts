@@ -6,14 +6,16 @@
  * authentication and no TLS. Other domains (tracking) attach metadata contexts and a write observer to every export
  * through registerNbdExportHook, so this file does not import them and they do not import it.
  *
- * The disk is opened with openRaw for now: the format-detecting opener (src/formats/open.ts) is not there yet.
+ * The disk is opened with openDisk (raw, VHD, VHDX, differencing chains). For a differencing disk the export's
+ * extents are resolved through the chain, so base:allocation and structured reads describe what the whole chain
+ * reads as, not just the top layer.
  */
 import { basename, extname, resolve } from 'node:path'
 import { Type, type Static } from 'typebox'
 import { EngineError } from '../errors.js'
 import { defineMethod } from '../method.js'
 import { addService, getService, stopService } from '../services.js'
-import { openRaw } from '../../formats/raw/raw-disk.js'
+import { openDisk, parentOf, resolvedExtents } from '../../formats/open.js'
 import type { VirtualDisk } from '../../formats/virtual-disk.js'
 import { NbdServer, type NbdExport } from '../../nbd/server.js'
 
@@ -71,6 +73,23 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || /^::ffff:127\./.test(host)
 }
 
+/** The same disk with extents() resolved through its parents ('parent' ranges become what the parent holds). */
+function chainResolved(disk: VirtualDisk): VirtualDisk {
+  return {
+    size: disk.size,
+    logicalSectorSize: disk.logicalSectorSize,
+    physicalSectorSize: disk.physicalSectorSize,
+    readOnly: disk.readOnly,
+    read: (offset, into) => disk.read(offset, into),
+    write: (offset, data, flags) => disk.write(offset, data, flags),
+    writeZeroes: (offset, length, flags) => disk.writeZeroes(offset, length, flags),
+    trim: (offset, length) => disk.trim(offset, length),
+    extents: (offset, length) => resolvedExtents(disk, offset, length),
+    flush: () => disk.flush(),
+    close: () => disk.close(),
+  }
+}
+
 function info(r: Running): Static<typeof ExportInfo> {
   return {
     id: r.id,
@@ -122,7 +141,8 @@ export const nbdMethods = [
       const path = resolve(p.disk)
       const name = p.name ?? basename(path, extname(path))
       const readOnly = p.readOnly === true
-      const base = await openRaw(path, { readOnly })
+      const opened = await openDisk(path, { readOnly, onNote: m => ctx.log('warning', m) })
+      const base = parentOf(opened) ? chainResolved(opened) : opened
       const closers: (() => Promise<void>)[] = [() => base.close()]
       let server: NbdServer | null = null
       try {
