@@ -199,6 +199,7 @@ function printTable(peerMedian) {
   for (const [name, r] of Object.entries(results.warm)) add('warm round trip', name, r, false)
   const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
   console.log(`times in ms; ${runs} runs per case (+1 first run), ${requests} warm requests; ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}`)
+  if (os.loadavg()[0] > os.cpus().length) console.log('note: the machine is busier than its CPU count; expect noisy figures')
   for (const r of rows) console.log(r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '))
 }
 
