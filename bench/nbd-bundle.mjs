@@ -1,0 +1,32 @@
+// Bundles the NBD server and the raw disk (TypeScript sources) with esbuild into one temporary ESM file and imports
+// it, so the NBD benchmarks and the long fuzz run work on plain node with no TypeScript loader in the hot path.
+// The bundle is written under bench/ (not the system temp dir) so the sparse-file addon in native/build is found by
+// its loader, which walks up from the module's folder.
+import { build } from 'esbuild'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+
+/** Import NbdServer, openRaw and openDisk (plus fuzzNbd when `withFuzz`). */
+export async function loadNbd({ withFuzz = false } = {}) {
+  const lines = [
+    `export { NbdServer } from ${JSON.stringify(join(root, 'src/nbd/server.ts'))}`,
+    `export { openRaw } from ${JSON.stringify(join(root, 'src/formats/raw/raw-disk.ts'))}`,
+    `export { openDisk } from ${JSON.stringify(join(root, 'src/formats/open.ts'))}`,
+    `export { sparseSupport } from ${JSON.stringify(join(root, 'src/platform/sparse.ts'))}`,
+  ]
+  if (withFuzz) lines.push(`export { fuzzNbd } from ${JSON.stringify(join(root, 'test/nbd/nbd-fuzz-core.ts'))}`)
+  const dir = mkdtempSync(join(root, 'bench', 'nbd-bundle.tmp-'))
+  const outfile = join(dir, 'nbd.mjs')
+  try {
+    await build({
+      stdin: { contents: lines.join('\n'), resolveDir: root, loader: 'ts' },
+      bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile, logLevel: 'error',
+    })
+    return await import(pathToFileURL(outfile).href)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
