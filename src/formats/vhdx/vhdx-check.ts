@@ -12,7 +12,7 @@ import { FormatError } from '../../engine/errors.js'
 import { Bat } from './vhdx-bat.js'
 import { VhdxIo } from './vhdx-io.js'
 import { GUID_ZERO, MiB } from './vhdx-layout.js'
-import { findActiveSequence, MAX_LOG_LENGTH, replayLog } from './vhdx-log.js'
+import { findActiveSequence, LogBudgetError, MAX_LOG_LENGTH, replayLog } from './vhdx-log.js'
 import { type Problem, readHeaders, readRegionsAndMetadata } from './vhdx-structure.js'
 
 export type { Problem } from './vhdx-structure.js'
@@ -30,7 +30,13 @@ export async function checkVhdx(path: string): Promise<Problem[]> {
     const h = hdr.header
     if (h.logGuid !== GUID_ZERO) {
       let pending = 0
-      if (h.logLength <= MAX_LOG_LENGTH) pending = findActiveSequence(await io.readNew(h.logOffset, h.logLength), h.logGuid).length
+      if (h.logLength <= MAX_LOG_LENGTH) {
+        try {
+          pending = findActiveSequence(await io.readNew(h.logOffset, h.logLength), h.logGuid).length
+        } catch (e) {
+          if (!(e instanceof LogBudgetError)) throw e
+        }
+      }
       report({
         structure: 'log', offset: h.logOffset, severity: 'warning',
         message: pending > 0

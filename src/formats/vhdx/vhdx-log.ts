@@ -35,6 +35,12 @@ interface ParsedEntry {
   sectors: Uint8Array[]
 }
 
+export class LogBudgetError extends Error {
+  constructor() {
+    super('overlapping candidate log entries exceed the checksum budget (8x the log length)')
+  }
+}
+
 export interface ReplayResult {
   /** Entries applied (0 when the log was empty). */
   entries: number
@@ -52,8 +58,12 @@ function ringSlice(log: Uint8Array, pos: number, len: number): Uint8Array {
   return out
 }
 
-/** Parse and validate one entry at `pos`; null if it is not a valid entry of this log. */
-export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string): ParsedEntry | null {
+/**
+ * Parse and validate one entry at `pos`; null if it is not a valid entry of this log. `budget.bytes` is charged
+ * for every byte checksummed, so that a hostile log with a candidate header at every 4 KiB, each claiming the whole
+ * log, costs linear rather than quadratic time (the caller refuses the log when the budget runs out).
+ */
+export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string, budget = { bytes: Infinity }): ParsedEntry | null {
   const h = decodeLogEntryHeader(log, pos)
   if (!h) return null
   if (h.entryLength < LOG_SECTOR_SIZE || h.entryLength % LOG_SECTOR_SIZE !== 0 || h.entryLength > log.length) return null
@@ -61,6 +71,8 @@ export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string): Pa
   if (!(h.flushedFileOffset <= MAX_VIRTUAL_DISK_SIZE * 2) || !(h.lastFileOffset <= MAX_VIRTUAL_DISK_SIZE * 2)) return null
   const descSectors = descriptorSectors(h.descriptorCount)
   if (descSectors * LOG_SECTOR_SIZE > h.entryLength) return null
+  budget.bytes -= h.entryLength
+  if (budget.bytes < 0) return null
   const entry = ringSlice(log, pos, h.entryLength)
   if (crc32cWithZeroedField(entry, 4) !== h.checksum) return null
   const descriptors: LogDescriptor[] = []
@@ -95,11 +107,17 @@ export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string): Pa
   return { position: pos, header: h, descriptors, sectors }
 }
 
-/** Find the active sequence (oldest first), or [] if the log holds none. */
+/**
+ * Find the active sequence (oldest first), or [] if the log holds none. Throws a plain Error (mapped to a
+ * FormatError by the caller) when candidate entries overlap so much that checksumming them would exceed eight
+ * times the log's length: entries of a real log do not overlap.
+ */
 export function findActiveSequence(log: Uint8Array, logGuid: string): ParsedEntry[] {
   const valid = new Map<number, ParsedEntry>()
+  const budget = { bytes: 8 * log.length }
   for (let pos = 0; pos < log.length; pos += LOG_SECTOR_SIZE) {
-    const e = parseLogEntry(log, pos, logGuid)
+    const e = parseLogEntry(log, pos, logGuid, budget)
+    if (budget.bytes < 0) throw new LogBudgetError()
     if (e) valid.set(pos, e)
   }
   const heads = [...valid.values()].sort((a, b) => (a.header.sequenceNumber < b.header.sequenceNumber ? 1 : -1))
@@ -127,7 +145,13 @@ export async function replayLog(io: VhdxIo, hdr: VhdxHeaders, opts: { inMemory: 
   const where = `header ${hdr.current + 1}`
   if (h.logLength > MAX_LOG_LENGTH) throw new FormatError(io.path, where, h.logOffset, `LogLength ${h.logLength} exceeds the ${MAX_LOG_LENGTH}-byte limit of this reader`)
   const log = await io.readNew(h.logOffset, h.logLength)
-  const entries = findActiveSequence(log, h.logGuid)
+  let entries: ParsedEntry[]
+  try {
+    entries = findActiveSequence(log, h.logGuid)
+  } catch (e) {
+    if (e instanceof LogBudgetError) throw new FormatError(io.path, 'log', h.logOffset, e.message)
+    throw e
+  }
   if (entries.length === 0) return { entries: 0, lastSequence: 0n }
   const head = entries[entries.length - 1]!
   if (io.fileSize < head.header.flushedFileOffset) {

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { crc32cWithZeroedField } from '../../../src/formats/crc32c.js'
 import { checkVhdx } from '../../../src/formats/vhdx/vhdx-check.js'
 import { createVhdx } from '../../../src/formats/vhdx/vhdx-create.js'
-import { decodeRegionTable, encodeRegionTable, GUID_BAT_REGION, GUID_METADATA_REGION } from '../../../src/formats/vhdx/vhdx-layout.js'
+import { decodeHeader, decodeRegionTable, encodeHeader, encodeRegionTable, GUID_BAT_REGION, GUID_METADATA_REGION, writeGuid } from '../../../src/formats/vhdx/vhdx-layout.js'
 import { openVhdx } from '../../../src/formats/vhdx/vhdx-open.js'
 import { haveQemu, runStatus, tempDir } from './helpers.js'
 
@@ -138,4 +138,27 @@ t.test('a logged but unapplied BAT update is replayed: in memory read-only, in p
   writeFileSync(crashed, img.subarray(0, 4 * MiB))
   await t.rejects(openVhdx(crashed, { readOnly: true }), { name: 'FormatError', structure: 'log entry', message: /FlushedFileOffset/ })
   t.match(await checkVhdx(crashed), [{ structure: 'log' }, { structure: 'log entry', severity: 'error' }])
+})
+
+t.test('a hostile log (a candidate entry at every 4 KiB, each claiming the whole log) fails fast', async t => {
+  const dir = tempDir(t)
+  const p = join(dir, 'hostile-log.vhdx')
+  await createVhdx(p, { sizeBytes: 8 * MiB, type: 'dynamic', blockSizeBytes: MiB })
+  const b = readFileSync(p)
+  const guid = '0badc0de-0000-4000-8000-000000000001'
+  for (const at of [64 * KiB, 128 * KiB]) {
+    const h = decodeHeader(b.subarray(at, at + 4096))
+    b.set(encodeHeader({ ...h, logGuid: guid }), at)
+  }
+  for (let pos = MiB; pos < 2 * MiB; pos += 4096) {
+    b.write('loge', pos)
+    b.writeUInt32LE(MiB, pos + 8) // EntryLength: the whole log
+    b.writeBigUInt64LE(1n, pos + 16)
+    writeGuid(b, pos + 32, guid)
+  }
+  writeFileSync(p, b)
+  const t0 = Date.now()
+  await t.rejects(openVhdx(p, { readOnly: true }), { name: 'FormatError', structure: 'log', offset: MiB })
+  t.ok((await checkVhdx(p)).some(x => x.structure === 'log' && x.severity === 'error'))
+  t.ok(Date.now() - t0 < 5000, 'no quadratic checksumming')
 })
