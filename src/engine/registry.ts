@@ -5,11 +5,13 @@
 import type { AnyMethod } from './method.js'
 import { engineMethods } from './methods/engine.js'
 import { vhdMethods } from './methods/vhd.js'
+import { vhdOpsMethods } from './methods/vhd-ops.js'
 import { nbdMethods } from './methods/nbd.js'
 
 export const methods: readonly AnyMethod[] = [
   ...engineMethods,
   ...vhdMethods,
+  ...vhdOpsMethods,
   ...nbdMethods,
 ]
 

@@ -1,0 +1,44 @@
+/**
+ * Format-neutral check (`hvcbt vhd check`): run the format's checker and sum up.
+ *
+ * status: 'clean' (no problems; warnings allowed), 'problems' (at least one error), 'unreadable' (the file cannot
+ * be read as its format at all: the FormatError is reported as the one problem). A missing file is not a check
+ * result: its ENOENT propagates (ObjectNotFound).
+ */
+import { stat } from 'node:fs/promises'
+import { FormatError } from '../engine/errors.js'
+import type { DiskFormat } from './disk-info.js'
+import { probeFormat } from './inspect.js'
+import { checkVhd } from './vhd/vhd-check.js'
+import { checkVhdx, type Problem } from './vhdx/index.js'
+
+export type CheckStatus = 'clean' | 'problems' | 'unreadable'
+
+export interface CheckResult {
+  path: string
+  format: DiskFormat | null
+  status: CheckStatus
+  errors: number
+  warnings: number
+  problems: Problem[]
+}
+
+export async function checkDisk(path: string): Promise<CheckResult> {
+  let format: DiskFormat | null = null
+  let problems: Problem[]
+  try {
+    format = await probeFormat(path)
+    problems = format === 'vhd' ? await checkVhd(path) : format === 'vhdx' ? await checkVhdx(path) : await checkRaw(path)
+  } catch (err) {
+    if (!(err instanceof FormatError)) throw err
+    const p: Problem = { structure: err.structure, offset: err.offset === null ? null : Number(err.offset), message: err.message, severity: 'error' }
+    return { path, format, status: 'unreadable', errors: 1, warnings: 0, problems: [p] }
+  }
+  const errors = problems.filter(p => p.severity === 'error').length
+  return { path, format, status: errors > 0 ? 'problems' : 'clean', errors, warnings: problems.length - errors, problems }
+}
+
+async function checkRaw(path: string): Promise<Problem[]> {
+  const size = (await stat(path)).size
+  return size % 512 === 0 ? [] : [{ structure: 'raw image', offset: null, message: `size ${size} is not a multiple of 512`, severity: 'error' }]
+}
