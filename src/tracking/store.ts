@@ -355,6 +355,7 @@ export class TrackingStore {
     const prev = this.state.refPoints[this.state.refPoints.length - 1]
     if (prev) this.dirtySegments.set(prev.id, frozen)
     this.state.refPoints.push(rec)
+    this.layoutVersion++
     await this.runExclusive(() => this.checkpointLocked(false))
     return { id: rec.id, sequence: rec.sequence, createdAt: rec.createdAt }
   }
@@ -386,6 +387,7 @@ export class TrackingStore {
       }
       this.dirtySegments.delete(rec.id)
       rps.splice(k, 1)
+      this.layoutVersion++
       await this.checkpointLocked(false)
     })
   }
@@ -407,6 +409,30 @@ export class TrackingStore {
       return out
     })
   }
+
+  /**
+   * OR of the frozen segments from `sinceId` up to the newest point (the live bitmap excluded), with the layout
+   * version it was computed at: callers (the NBD dirty-bitmap context) cache it and add the live bitmap per query.
+   */
+  async frozenChangesSince(sinceId: string): Promise<{ bitmap: DenseBitmap; layoutVersion: number }> {
+    this.checkTrusted()
+    return this.runExclusive(async () => {
+      const rps = this.state.refPoints
+      const a = this.indexOf(sinceId)
+      const out = new DenseBitmap(this.live.bitCount)
+      for (let i = a; i < rps.length - 1; i++) out.orWith(await this.segment(rps[i]!))
+      return { bitmap: out, layoutVersion: this.layoutVersion }
+    })
+  }
+
+  /** The live bitmap (changes since the newest point). Read only; replaced by createRefPoint and reset. */
+  get liveBitmap(): DenseBitmap { return this.live }
+
+  /** Incremented whenever reference points or segments change (create, remove, reset). */
+  layoutVersion = 0
+
+  /** Throws the untrusted-store error if the store can't be trusted. */
+  assertTrusted(): void { this.checkTrusted() }
 
   /** Changed byte ranges since `sinceId` (up to `untilId` or now), merged and rounded to the granularity. */
   async changedRanges(sinceId: string, untilId?: string): Promise<ByteRange[]> {
@@ -451,6 +477,7 @@ export class TrackingStore {
       this.dirtySegments.clear()
       this.untrusted = null
       this.recovered = null
+      this.layoutVersion++
       await this.checkpointLocked(false)
     })
   }
