@@ -69,3 +69,42 @@ t.test('anonymous calls are refused unless allowed', { skip: haveRpcclient ? fal
   t.match(await rc.cmd(`Register -n SOFS -i ${IP}`), /ACCESS_DENIED/)
   t.equal(host.service.registrations().length, 0)
 })
+
+t.test('rpcclient with NTLMSSP sign and seal against the credential store', { skip: haveRpcclient ? false : 'rpcclient not installed' }, async t => {
+  const { mkdtempSync, rmSync, statSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { addUser } = await import('../../src/witness/dcerpc/auth/credentials.js')
+  const dir = mkdtempSync(join(tmpdir(), 'hvcbt-witness-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const creds = join(dir, 'users.json')
+  addUser(creds, 'alice', 'Secret123!')
+  t.equal(statSync(creds).mode & 0o777, 0o600, 'credential file is 0600')
+  const membership = StaticMembership.parse([`FS1=${IP}`, `FS2=${OTHER}`])
+  const host = await startWitnessHost({
+    nodeName: 'FS1', netNames: ['SOFS'], listen: [IP], port: 0, epmPort: 135, membership, credentials: creds,
+  })
+  t.teardown(() => host.close())
+  for (const opt of ['sign', 'seal', 'ntlm,sign', 'spnego,seal']) {
+    const rc = new RpcclientSession(`ncacn_ip_tcp:${IP}[${opt}]`, ['-U', 'alice%Secret123!'])
+    t.teardown(() => rc.close())
+    t.match(await rc.cmd('GetInterfaceList'), /\*\+ FS2 127\.0\.0\.22/, `[${opt}] GetInterfaceList`)
+    const reg = await rc.cmd(`RegisterEx -n SOFS -i ${IP} -s vms -c HOST-${opt.replace(',', '-')}`)
+    const h = /0:[0-9a-f-]{36}/.exec(reg)?.[0]
+    t.ok(h, `[${opt}] RegisterEx: ${reg}`)
+    t.equal(host.service.registrations().find(r => r.clientName === `HOST-${opt.replace(',', '-')}`)?.principal, 'WORKGROUP\\alice')
+    const pending = rc.start(`AsyncNotify ${h}`)
+    await new Promise(r => setTimeout(r, 200))
+    host.service.moveClient(`HOST-${opt.replace(',', '-')}`, 'FS2')
+    t.match(await pending.result(), /Client move/i, `[${opt}] AsyncNotify over a protected binding`)
+    t.notMatch(await rc.cmd(`UnRegister ${h}`), /failed/, `[${opt}] UnRegister`)
+  }
+  for (const [user, opt] of [['alice%wrong', 'sign'], ['mallory%Secret123!', 'seal']] as const) {
+    const rc = new RpcclientSession(`ncacn_ip_tcp:${IP}[${opt}]`, ['-U', user])
+    t.teardown(() => rc.close())
+    t.match(await rc.cmd('GetInterfaceList'), /ACCESS_DENIED|failed|NT_STATUS/i, `${user} refused`)
+  }
+  const anon = new RpcclientSession(`ncacn_ip_tcp:${IP}`)
+  t.teardown(() => anon.close())
+  t.match(await anon.cmd('GetInterfaceList'), /ACCESS_DENIED/, 'anonymous refused')
+})

@@ -283,6 +283,7 @@ class Connection {
       } else if (!this.auth.ctx.complete) {
         authToken = this.continueAuth(b.auth.value)
       }
+      if (this.auth?.failed) return this.fault(b.callId, 0, FaultStatus.accessDenied)
     }
     this.send({
       ptype: PType.alterContextResp, flags: Pfc.first | Pfc.last | (b.flags & Pfc.concMpx), callId: b.callId,
@@ -366,6 +367,7 @@ class Connection {
     const protectedLevel = auth && auth.level >= AuthLevel.integrity
     if (protectedLevel) {
       if (!auth.ctx.complete || auth.failed || h.authLength !== auth.ctx.signatureBytes) {
+        this.log('warning', `DCE/RPC ${this.socket.remoteAddress}: call ${h.callId} refused: ${auth.failed ? 'authentication failed' : !auth.ctx.complete ? 'authentication incomplete' : `auth_length ${h.authLength}`}`)
         return this.fault(h.callId, 0, FaultStatus.accessDenied)
       }
       const trailerStart = raw.length - h.authLength - SecTrailerBytes

@@ -4,6 +4,8 @@
  * registered in it. Used by the `witness.serve` method and by tests.
  */
 import { EndpointMapper } from '../dcerpc/epm.js'
+import { CredentialStore } from '../dcerpc/auth/credentials.js'
+import { ntlmSecurity } from '../dcerpc/auth/rpc-security.js'
 import type { SecurityProviderFactory } from '../dcerpc/security.js'
 import { RpcServer, type RpcServerOptions } from '../dcerpc/server.js'
 import type { MembershipSource } from '../membership/membership.js'
@@ -19,6 +21,8 @@ export interface WitnessHostOptions {
   /** Endpoint mapper port; 0 = no endpoint mapper. */
   epmPort: number
   membership: MembershipSource
+  /** Credential store file (users + NT hashes) for NTLMSSP / SPNEGO; ignored when `security` is given. */
+  credentials?: string
   security?: SecurityProviderFactory
   allowAnonymous?: boolean
   shares?: string[]
@@ -45,9 +49,14 @@ export async function startWitnessHost(o: WitnessHostOptions): Promise<WitnessHo
     ...(o.idleExpiryMs !== undefined ? { idleExpiryMs: o.idleExpiryMs } : {}),
     ...(o.unavailableUnregisterMs !== undefined ? { unavailableUnregisterMs: o.unavailableUnregisterMs } : {}),
   })
+  let security = o.security
+  if (!security && o.credentials) {
+    const store = new CredentialStore(o.credentials)
+    security = ntlmSecurity({ lookup: u => store.lookup(u), computerName: o.nodeName, domainName: o.nodeName })
+  }
   const rpc = new RpcServer({
     interfaces: [service.rpcInterface()], allowAnonymous: o.allowAnonymous ?? false,
-    ...(o.security ? { security: o.security } : {}), ...(o.log ? { log: o.log } : {}), ...o.limits,
+    ...(security ? { security } : {}), ...(o.log ? { log: o.log } : {}), ...o.limits,
   })
   let epm: RpcServer | null = null
   try {
