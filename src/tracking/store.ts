@@ -138,14 +138,11 @@ export class TrackingStore {
     checkPow2('granularityBytes', granularityBytes, 4096, 64 * 2 ** 20)
     checkPow2('coarseRegionBytes', coarseRegionBytes, 2 ** 20, 64 * 2 ** 20)
     const dir = sidecarPathOf(diskPath)
-    try {
-      await fsp.mkdir(dir)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new EngineError(`change tracking is already enabled for ${diskPath} (${dir} exists)`, 'ResourceExists',
-          AppErrorCode.Generic, { diskPath })
-      }
-      throw err
+    // The directory may already hold content-scan hash maps (scan works without tracking); state.json decides.
+    await fsp.mkdir(dir, { recursive: true })
+    if (await exists(path.join(dir, 'state.json'))) {
+      throw new EngineError(`change tracking is already enabled for ${diskPath} (${dir}/state.json exists)`,
+        'ResourceExists', AppErrorCode.Generic, { diskPath })
     }
     await fsyncDir(path.dirname(dir))
     const state = freshState(diskSizeBytes, granularityBytes, coarseRegionBytes, identity)
@@ -156,15 +153,18 @@ export class TrackingStore {
     return store.status()
   }
 
-  /** Stop tracking: delete the sidecar. The store must not be open for writing anywhere. */
+  /** Stop tracking: delete the tracking files (content-scan maps stay). Must not be open for writing anywhere. */
   static async disable(diskPath: string): Promise<boolean> {
     const dir = sidecarPathOf(diskPath)
-    try {
-      await fsp.access(dir)
-    } catch {
-      return false
-    }
-    await fsp.rm(dir, { recursive: true, force: true })
+    const names = await fsp.readdir(dir).catch(() => null)
+    if (!names) return false
+    const ours = names.filter(n => /^(state\.json|live-\d+\.bm|seg-\d+-\d+\.bm|journal-\d+\.mrt)$|\.tmp$/.test(n))
+    if (!ours.includes('state.json') && !ours.some(n => n.startsWith('live-'))) return false
+    // state.json first; a crash part-way leaves bitmaps without a state file, which open reports as untrusted.
+    await fsp.rm(path.join(dir, 'state.json'), { force: true })
+    await fsyncDir(dir)
+    for (const n of ours) await fsp.rm(path.join(dir, n), { force: true })
+    if (names.length === ours.length) await fsp.rm(dir, { recursive: true, force: true })
     await fsyncDir(path.dirname(dir))
     return true
   }
@@ -191,9 +191,8 @@ export class TrackingStore {
       state = await readState(path.join(dir, 'state.json'))
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code
-      let dirExists = true
-      try { await fsp.access(dir) } catch { dirExists = false }
-      if (!dirExists) {
+      const names = await fsp.readdir(dir).catch(() => null)
+      if (!names || (code === 'ENOENT' && !names.some(n => /^(live-\d+\.bm|seg-|journal-)/.test(n)))) {
         throw new EngineError(`change tracking is not enabled for ${diskPath} (no ${dir})`, 'ObjectNotFound',
           AppErrorCode.NotFound, { diskPath })
       }
@@ -620,6 +619,15 @@ function freshState(diskSizeBytes: number, granularityBytes: number, coarseRegio
     createdAt: new Date().toISOString(),
     untrustedReason: null,
     lastRecovery: null,
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fsp.access(file)
+    return true
+  } catch {
+    return false
   }
 }
 
