@@ -108,19 +108,18 @@ try {
   execFileSync('qemu-io', args)
   console.log(`filled ${sizeGiB} GiB with qemu-io in ${((now() - t0) / 1000).toFixed(1)} s (block size ${results.blockSizeBytes / MiB} MiB)`)
 
+  // Interleaved rounds, so machine noise (other processes on a shared host) hits every case alike; best of 3.
   const raw = join(dir, 'qemu.raw')
+  const out = join(dir, 'hvcbt.raw')
   const qemuTimes = []
+  const readTimes = []
+  const convTimes = []
   for (let i = 0; i < 3; i++) {
     rmSync(raw, { force: true })
     t0 = now()
     execFileSync('qemu-img', ['convert', '-f', 'vhdx', '-O', 'raw', vhdx, raw])
     qemuTimes.push(now() - t0)
-  }
-  const readTimes = []
-  for (let i = 0; i < 3; i++) readTimes.push((await hvcbtReadAll(vhdx)).ms)
-  const out = join(dir, 'hvcbt.raw')
-  const convTimes = []
-  for (let i = 0; i < 3; i++) {
+    readTimes.push((await hvcbtReadAll(vhdx)).ms)
     rmSync(out, { force: true })
     convTimes.push(await hvcbtConvert(vhdx, out))
   }

@@ -22,7 +22,9 @@ export async function crashTrial({ bundle, dir, seed, killAfterMs, qemu = true }
   let err = ''
   child.stdout.on('data', b => (out += b))
   child.stderr.on('data', b => (err += b))
-  const exited = new Promise(res => child.on('exit', (code, signal) => res({ code, signal })))
+  // 'close', not 'exit': 'exit' can come before the last stdout chunks are delivered, and a truncated report would
+  // make operations that really ran look as if they never started.
+  const exited = new Promise(res => child.on('close', (code, signal) => res({ code, signal })))
   await new Promise(res => {
     const onData = () => {
       if (out.includes('READY')) {

@@ -162,3 +162,38 @@ t.test('a hostile log (a candidate entry at every 4 KiB, each claiming the whole
   t.ok((await checkVhdx(p)).some(x => x.structure === 'log' && x.severity === 'error'))
   t.ok(Date.now() - t0 < 5000, 'no quadratic checksumming')
 })
+
+t.test('every payload state reads as the spec says (0, 1, 2, 3, 5 zeros; 6 data) and is accepted by the checker', async t => {
+  const dir = tempDir(t)
+  const p = join(dir, 'states.vhdx')
+  await createVhdx(p, { sizeBytes: 8 * MiB, type: 'dynamic', blockSizeBytes: MiB })
+  const d = await openVhdx(p, {})
+  await d.write(0, Buffer.alloc(8 * MiB, 0xaa))
+  await d.close()
+  const b = readFileSync(p)
+  // Blocks 0-4 get states 1, 2, 3, 5 (keeping their offsets) and 0 (offset cleared); 5-7 stay FULLY_PRESENT.
+  const states = [1, 2, 3, 5, 0]
+  states.forEach((s, i) => {
+    const lo = b.readUInt32LE(BAT + i * 8)
+    b.writeUInt32LE(s === 0 ? 0 : ((lo & ~7) | s) >>> 0, BAT + i * 8)
+    if (s === 0) b.writeUInt32LE(0, BAT + i * 8 + 4)
+  })
+  writeFileSync(p, b)
+  t.same(await checkVhdx(p), [])
+  const r = await openVhdx(p, { readOnly: true })
+  const got = Buffer.alloc(8 * MiB)
+  await r.read(0, got)
+  t.ok(got.subarray(0, 5 * MiB).every(x => x === 0), 'states 0, 1, 2, 3, 5 read as zeros')
+  t.ok(got.subarray(5 * MiB).every(x => x === 0xaa), 'FULLY_PRESENT blocks read their data')
+  t.same((await r.extents(0, 8 * MiB)).map(e => [e.length / MiB, e.state]), [[1, 'unallocated'], [1, 'zero'], [3, 'unallocated'], [3, 'data']])
+  await r.close()
+  // Writing into a ZERO block with a recorded offset reuses it and zero-fills the rest.
+  const w = await openVhdx(p, {})
+  await w.write(MiB + 4096, Buffer.alloc(4096, 0x33))
+  const blk = Buffer.alloc(MiB)
+  await w.read(MiB, blk)
+  await w.close()
+  t.ok(blk.subarray(0, 4096).every(x => x === 0) && blk.subarray(4096, 8192).every(x => x === 0x33) && blk.subarray(8192).every(x => x === 0))
+  t.equal(readFileSync(p).readUInt32LE(BAT + 8) >>> 20, b.readUInt32LE(BAT + 8) >>> 20, 'the recorded offset was reused')
+  if (haveQemu) t.equal(runStatus('qemu-img', ['check', '-f', 'vhdx', p]).status, 0, 'qemu-img check clean')
+})
