@@ -1,0 +1,188 @@
+/**
+ * `hvcbt backup restore --repo DIR --id ID --output PATH [--format raw|vhdx|vhd] [--type dynamic|fixed]`
+ * and in-place rollback (`--in-place`, output is an existing disk).
+ *
+ * New disk: created thin (raw: a sparse file; VHDX/VHD: dynamic unless --type fixed) with the backed-up disk's
+ * geometry and, for VHDX, its Virtual Disk ID (a restored disk replaces the original; Hyper-V and the guest see
+ * the same disk). Zero chunks are never written, so they stay holes / unallocated blocks. Chunks are fetched,
+ * decompressed and hash-checked by `concurrency` workers that also write them (parallel fetch: 3-5x faster than
+ * sequential in other tools' figures). A chunk whose content does not match its name fails the restore, naming
+ * the chunk and the offset.
+ *
+ * In place: the disk's current chunks are read and hashed; only chunks whose hash differs are written (zero chunks
+ * with writeZeroes, which deallocates where the format can). When the disk is tracked, the writes go through
+ * TrackedDisk so tracking records the rollback and stays trusted.
+ */
+import fsp from 'node:fs/promises'
+import { AppErrorCode, EngineError } from '../engine/errors.js'
+import { openDisk } from '../formats/open.js'
+import type { DiskFormat } from '../formats/disk-info.js'
+import type { VirtualDisk } from '../formats/virtual-disk.js'
+import { createVhd } from '../formats/vhd/vhd-create.js'
+import { createVhdx } from '../formats/vhdx/index.js'
+import { TrackedDisk } from '../tracking/tracked-disk.js'
+import { sha256Hex } from './chunk-codec.js'
+import { chunkHashAt, type Manifest } from './manifest.js'
+import { Repository } from './repository.js'
+import { isZero } from './backup.js'
+
+export interface RestoreOptions {
+  repoDir: string
+  id: string
+  output: string
+  format?: DiskFormat
+  type?: 'dynamic' | 'fixed'
+  inPlace?: boolean
+  concurrency?: number
+  progress?(done: number, total: number, message?: string): void
+  log?(level: 'warning' | 'info' | 'verbose', message: string): void
+  signal?: AbortSignal
+}
+
+export interface RestoreResult {
+  id: string
+  output: string
+  format: DiskFormat
+  type: 'dynamic' | 'fixed'
+  inPlace: boolean
+  virtualSizeBytes: number
+  /** Chunks written to the output (in place: only those that differed). */
+  chunksWritten: number
+  /** Bytes of chunk content written. */
+  bytesWritten: number
+  /** In place: chunks already equal to the backup (not written). */
+  chunksUnchanged: number
+  zeroChunks: number
+  durationMs: number
+  /** The Virtual Disk ID given to a restored VHDX (the backed-up disk's), else null. */
+  diskId: string | null
+}
+
+export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
+  const t0 = Date.now()
+  const repo = await Repository.open(o.repoDir)
+  const m = await repo.readManifest(o.id)
+  const list = await repo.readChunkList(m)
+  return o.inPlace ? restoreInPlace(o, repo, m, list, t0) : restoreNew(o, repo, m, list, t0)
+}
+
+async function restoreNew(o: RestoreOptions, repo: Repository, m: Manifest, list: Buffer, t0: number): Promise<RestoreResult> {
+  const format = o.format ?? m.disk.format
+  const type = o.type ?? 'dynamic'
+  const d = m.disk
+  try {
+    await fsp.access(o.output)
+    throw new EngineError(`${o.output} exists; restore writes a new disk (or use --in-place to roll an existing disk back)`, 'ResourceExists')
+  } catch (err) {
+    if (err instanceof EngineError) throw err
+  }
+  let diskId: string | null = null
+  if (format === 'raw') {
+    const fh = await fsp.open(o.output, 'wx')
+    try { await fh.truncate(d.virtualSizeBytes) } finally { await fh.close() }
+  } else if (format === 'vhdx') {
+    diskId = d.format === 'vhdx' ? d.diskId : null
+    await createVhdx(o.output, {
+      sizeBytes: d.virtualSizeBytes, type,
+      blockSizeBytes: d.format === 'vhdx' && d.blockSizeBytes > 0 ? d.blockSizeBytes : undefined,
+      logicalSectorSize: d.logicalSectorSizeBytes === 4096 ? 4096 : 512,
+      physicalSectorSize: d.physicalSectorSizeBytes === 4096 ? 4096 : d.physicalSectorSizeBytes === 512 ? 512 : undefined,
+      ...(diskId ? { diskId } : {}),
+    })
+  } else {
+    if (d.logicalSectorSizeBytes !== 512) throw new EngineError(`a VHD has 512-byte sectors; this backup's disk has ${d.logicalSectorSizeBytes}: restore as VHDX`, 'InvalidArgument')
+    await createVhd(o.output, { sizeBytes: d.virtualSizeBytes, type, blockSizeBytes: d.format === 'vhd' && d.blockSizeBytes > 0 ? d.blockSizeBytes : undefined })
+  }
+  let disk: VirtualDisk | null = null
+  let ok = false
+  try {
+    disk = await openDisk(o.output)
+    if (disk.size !== d.virtualSizeBytes) {
+      throw new EngineError(`created ${format} has ${disk.size} bytes, backup has ${d.virtualSizeBytes} (size not representable in ${format})`, 'InvalidResult')
+    }
+    const r = await writeChunks(o, repo, m, list, disk, null)
+    await disk.flush()
+    ok = true
+    return { id: m.id, output: o.output, format, type, inPlace: false, virtualSizeBytes: d.virtualSizeBytes, ...r, durationMs: Date.now() - t0, diskId }
+  } finally {
+    await disk?.close().catch(() => {})
+    if (!ok) await fsp.rm(o.output, { force: true })
+  }
+}
+
+async function restoreInPlace(o: RestoreOptions, repo: Repository, m: Manifest, list: Buffer, t0: number): Promise<RestoreResult> {
+  const inner = await openDisk(o.output)
+  let disk: VirtualDisk = inner
+  try {
+    if (inner.size !== m.disk.virtualSizeBytes) {
+      throw new EngineError(`${o.output} has ${inner.size} bytes; backup ${m.id} has ${m.disk.virtualSizeBytes}: in-place rollback needs the same size`, 'InvalidArgument')
+    }
+    const tracked = await fsp.access(`${o.output}.hvcbt`).then(() => true, () => false)
+    if (tracked) disk = await TrackedDisk.attach(o.output, inner)
+    const r = await writeChunks(o, repo, m, list, disk, disk)
+    await disk.flush()
+    const fmt = (await import('../formats/inspect.js')).probeFormat
+    return { id: m.id, output: o.output, format: await fmt(o.output), type: 'dynamic', inPlace: true, virtualSizeBytes: inner.size, ...r, durationMs: Date.now() - t0, diskId: null }
+  } finally {
+    await disk.close()
+  }
+}
+
+/** Write every chunk of the backup (or, with `current`, only those whose content differs from it). */
+async function writeChunks(o: RestoreOptions, repo: Repository, m: Manifest, list: Buffer, disk: VirtualDisk,
+  current: VirtualDisk | null): Promise<{ chunksWritten: number; bytesWritten: number; chunksUnchanged: number; zeroChunks: number }> {
+  const chunk = m.chunkSizeBytes
+  const size = m.disk.virtualSizeBytes
+  let chunksWritten = 0
+  let bytesWritten = 0
+  let chunksUnchanged = 0
+  let zeroChunks = 0
+  let done = 0
+  let next = 0
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < m.chunkCount; i = next++) {
+      if (o.signal?.aborted) throw new EngineError('restore cancelled', 'OperationStopped')
+      const offset = i * chunk
+      const len = Math.min(chunk, size - offset)
+      const hash = chunkHashAt(list, i)
+      if (hash === null) zeroChunks++
+      if (current) {
+        const now = Buffer.allocUnsafe(len)
+        await current.read(offset, now)
+        const same = hash === null ? isZero(now) : sha256Hex(now) === hash
+        if (same) {
+          chunksUnchanged++
+        } else if (hash === null) {
+          await disk.writeZeroes(offset, len)
+          chunksWritten++
+        } else {
+          await disk.write(offset, await fetchChunk(repo, hash, i, offset, len))
+          chunksWritten++
+          bytesWritten += len
+        }
+      } else if (hash !== null) {
+        await disk.write(offset, await fetchChunk(repo, hash, i, offset, len))
+        chunksWritten++
+        bytesWritten += len
+      }
+      done += len
+      o.progress?.(done, size, 'restoring')
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, worker))
+  return { chunksWritten, bytesWritten, chunksUnchanged, zeroChunks }
+}
+
+async function fetchChunk(repo: Repository, hash: string, i: number, offset: number, len: number): Promise<Buffer> {
+  let data: Buffer
+  try {
+    data = await repo.getChunk(hash)
+  } catch (err) {
+    const e = err as EngineError
+    throw new EngineError(`chunk ${i} (disk offset ${offset}): ${e.message}`, e.category ?? 'InvalidData', e.code ?? AppErrorCode.InvalidData, { chunk: i, offset, hash })
+  }
+  if (data.length !== len) {
+    throw new EngineError(`chunk ${i} (disk offset ${offset}) holds ${data.length} bytes, expected ${len}`, 'InvalidData', AppErrorCode.InvalidData, { chunk: i, hash })
+  }
+  return data
+}
