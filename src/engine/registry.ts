@@ -7,12 +7,14 @@ import { engineMethods } from './methods/engine.js'
 import { vhdMethods } from './methods/vhd.js'
 import { vhdOpsMethods } from './methods/vhd-ops.js'
 import { nbdMethods } from './methods/nbd.js'
+import { trackingMethods } from './methods/tracking.js'
 
 export const methods: readonly AnyMethod[] = [
   ...engineMethods,
   ...vhdMethods,
   ...vhdOpsMethods,
   ...nbdMethods,
+  ...trackingMethods,
 ]
 
 const byName = new Map(methods.map(m => [m.name, m]))

@@ -31,6 +31,7 @@ import { cleanTemporaries, fsyncDir, writeFileAtomic } from './atomic-file.js'
 import { CoarseJournal, readJournal } from './coarse-journal.js'
 import { identityMismatch, type DiskIdentity } from './disk-identity.js'
 import { bitmapToRanges, granulesOf, type ByteRange } from './ranges.js'
+import { acquireStoreLock } from './store-lock.js'
 import { readState, writeState, StateFormatError, type RefPointRecord, type StoreState } from './store-state.js'
 
 export const DEFAULT_GRANULARITY_BYTES = 64 * 1024
@@ -56,6 +57,8 @@ export interface OpenStoreOptions {
   identity?: DiskIdentity
   /** The disk's virtual size now (checked against the one recorded at enable). */
   diskSizeBytes?: number
+  /** Take over a lock held by this very process (tests simulating a crash in-process). */
+  takeOverOwnLock?: boolean
 }
 
 export interface RefPointInfo {
@@ -160,11 +163,15 @@ export class TrackingStore {
     if (!names) return false
     const ours = names.filter(n => /^(state\.json|live-\d+\.bm|seg-\d+-\d+\.bm|journal-\d+\.mrt)$|\.tmp$/.test(n))
     if (!ours.includes('state.json') && !ours.some(n => n.startsWith('live-'))) return false
+    const release = await acquireStoreLock(dir, diskPath)
     // state.json first; a crash part-way leaves bitmaps without a state file, which open reports as untrusted.
     await fsp.rm(path.join(dir, 'state.json'), { force: true })
     await fsyncDir(dir)
     for (const n of ours) await fsp.rm(path.join(dir, n), { force: true })
-    if (names.length === ours.length) await fsp.rm(dir, { recursive: true, force: true })
+    await release()
+    if (names.length === ours.length || (names.length === ours.length + 1 && names.includes('lock'))) {
+      await fsp.rm(dir, { recursive: true, force: true })
+    }
     await fsyncDir(path.dirname(dir))
     return true
   }
@@ -202,6 +209,7 @@ export class TrackingStore {
       const placeholder = freshState(options.diskSizeBytes ?? 0, DEFAULT_GRANULARITY_BYTES, DEFAULT_COARSE_REGION_BYTES, null)
       placeholder.generation = '00000000-0000-0000-0000-000000000000'
       const store = new TrackingStore(diskPath, placeholder, new DenseBitmap(0), readOnly, reason)
+      if (!readOnly) store.unlock = await acquireStoreLock(dir, diskPath, options.takeOverOwnLock)
       return store
     }
     const bits = Math.ceil(state.diskSizeBytes / state.granularityBytes)
@@ -245,6 +253,7 @@ export class TrackingStore {
       store.recovered = recovered
       return store
     }
+    store.unlock = await acquireStoreLock(dir, diskPath, options.takeOverOwnLock)
     await cleanTemporaries(dir)
     if (untrusted && !state.untrustedReason) {
       // Remember the verdict: a later clean close must not make the store look trusted again.
@@ -255,7 +264,12 @@ export class TrackingStore {
       state.lastRecovery = { at: new Date().toISOString(), reason: recovered }
     }
     state.clean = false
-    await store.runExclusive(() => store.checkpointLocked(false))
+    try {
+      await store.runExclusive(() => store.checkpointLocked(false))
+    } catch (err) {
+      await store.unlock?.()
+      throw err
+    }
     return store
   }
 
@@ -324,6 +338,7 @@ export class TrackingStore {
   private inFlight = new Map<number, { offset: number; length: number; at: number }>()
   private observerTokens = new Map<string, number[]>()
   private closing = false
+  private unlock: (() => Promise<void>) | null = null
   private journalReady: Promise<void> = Promise.resolve()
 
   // ---------------------------------------------------------------- reference points
@@ -457,6 +472,7 @@ export class TrackingStore {
       await this.checkpointLocked(true)
     })
     this.closed = true
+    await this.unlock?.()
   }
 
   /** Forget all history: new generation, no reference points, empty bitmaps, trusted again. */

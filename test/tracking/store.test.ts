@@ -19,9 +19,9 @@ async function setup(t: { teardown(fn: () => unknown): void }, size = 64 * MiB):
   return disk
 }
 
-async function openRw(disk: string): Promise<TrackingStore> {
+async function openRw(disk: string, takeOverOwnLock = false): Promise<TrackingStore> {
   const st = await fsp.stat(disk)
-  return TrackingStore.open(disk, { identity: await probeDiskIdentity(disk), diskSizeBytes: st.size })
+  return TrackingStore.open(disk, { identity: await probeDiskIdentity(disk), diskSizeBytes: st.size, takeOverOwnLock })
 }
 
 async function enable(disk: string, granularityBytes = G): Promise<void> {
@@ -78,7 +78,8 @@ t.test('crash: live bitmap rebuilt from persistent copy OR journal, status says 
   // "crash": never close s; a second open sees a dirty store.
   const ro = await TrackingStore.open(disk, { readOnly: true })
   t.equal(ro.status().openElsewhereOrCrashed, true)
-  const again = await openRw(disk)
+  await t.rejects(openRw(disk), { category: 'ResourceBusy' }, 'one writer per store')
+  const again = await openRw(disk, true)
   const st = again.status()
   t.equal(st.recoveredAfterCrash, true)
   t.match(st.recoveryReason, /not closed cleanly/)
