@@ -139,6 +139,22 @@ namespace HvCbt
             stdoutThread.Start();
         }
 
+        /// <summary>Starts the engine, or returns null with the reason (no exception crosses into PowerShell, where
+        /// a caught exception would still land in the caller's -ErrorVariable).</summary>
+        public static EngineClient TryStart(string fileName, string[] args, out Exception error)
+        {
+            try
+            {
+                error = null;
+                return new EngineClient(fileName, args);
+            }
+            catch (Exception e)
+            {
+                error = new InvalidOperationException("could not start the HvCbt engine (" + fileName + "): " + e.Message, e);
+                return null;
+            }
+        }
+
         /// <summary>False once the engine died or was stopped; the module then starts a new one.</summary>
         public bool IsAlive { get { lock (stateLock) return deathMessage == null; } }
 

@@ -1,5 +1,9 @@
 # The engine process: where it is, starting it lazily once per session, the version handshake, and stopping it.
 # The JSON-RPC channel itself is the C# class in EngineClient.cs (see the note at its top for why it is C#).
+#
+# These helpers return failures as exception objects instead of throwing them: PowerShell adds an exception to the
+# -ErrorVariable of every advanced function it passes through, even when it is caught, so a user's
+# `-ErrorVariable e` would hold the same failure several times.
 
 if (-not ('HvCbt.EngineClient' -as [type])) {
     Add-Type -Path (Join-Path $PSScriptRoot 'EngineClient.cs')
@@ -15,10 +19,10 @@ function Resolve-HvCbtEngineCommand {
     <#
     .SYNOPSIS
     Where the engine is: $env:HVCBT_ENGINE (an executable, or a .js file run with node); else the single executable
-    build/out/hvcbt of this checkout; else `node dist/main.js`. Returns @{ FileName; Arguments } for `... rpc`.
+    build/out/hvcbt of this checkout; else `node dist/main.js`. Returns @{ FileName; Arguments } for `... rpc`, or a
+    FileNotFoundException saying what is missing.
     #>
     [CmdletBinding()]
-    [OutputType([hashtable])]
     param()
 
     $moduleRoot = Split-Path -Parent $PSScriptRoot
@@ -26,7 +30,7 @@ function Resolve-HvCbtEngineCommand {
     $candidate = $null
     if ($env:HVCBT_ENGINE) {
         if (-not (Test-Path -LiteralPath $env:HVCBT_ENGINE -PathType Leaf)) {
-            throw [System.IO.FileNotFoundException]::new(
+            return [System.IO.FileNotFoundException]::new(
                 "HVCBT_ENGINE is set to '$($env:HVCBT_ENGINE)', which is not a file.", $env:HVCBT_ENGINE)
         }
         $candidate = (Resolve-Path -LiteralPath $env:HVCBT_ENGINE).ProviderPath
@@ -38,7 +42,7 @@ function Resolve-HvCbtEngineCommand {
         if (-not $candidate) {
             $js = Join-Path $repoRoot 'dist/main.js'
             if (-not (Test-Path -LiteralPath $js -PathType Leaf)) {
-                throw [System.IO.FileNotFoundException]::new(
+                return [System.IO.FileNotFoundException]::new(
                     "The HvCbt engine was not found: set HVCBT_ENGINE, or build it in $repoRoot " +
                     "('npm run build' for build/out/hvcbt, or 'npm run build:ts' for dist/main.js).", $js)
             }
@@ -46,9 +50,9 @@ function Resolve-HvCbtEngineCommand {
         }
     }
     if ($candidate -match '\.(c|m)?js$') {
-        $node = Get-Command -Name node -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+        $node = Get-Command -Name node -CommandType Application -ErrorAction Ignore | Select-Object -First 1
         if (-not $node) {
-            throw [System.IO.FileNotFoundException]::new(
+            return [System.IO.FileNotFoundException]::new(
                 "The HvCbt engine '$candidate' needs Node.js, but 'node' is not on PATH.", 'node')
         }
         return @{ FileName = $node.Source; Arguments = [string[]]@($candidate, 'rpc') }
@@ -60,10 +64,10 @@ function Get-HvCbtEngine {
     <#
     .SYNOPSIS
     The session's engine client, started (and version-checked) on first use or after the previous engine died.
-    Throws when the engine cannot be started or speaks a protocol this module does not know.
+    Returns an exception object instead when the engine cannot be started, does not answer engine.version within
+    30 s, or speaks a protocol this module does not know.
     #>
     [CmdletBinding()]
-    [OutputType([HvCbt.EngineClient])]
     param()
 
     if ($script:HvCbtEngine -and $script:HvCbtEngine.IsAlive) { return $script:HvCbtEngine }
@@ -73,31 +77,37 @@ function Get-HvCbtEngine {
         $script:HvCbtEngine = $null
     }
     $command = Resolve-HvCbtEngineCommand
+    if ($command -is [Exception]) { return $command }
     Write-Verbose "HvCbt: starting engine: $($command.FileName) $($command.Arguments -join ' ')"
-    $client = [HvCbt.EngineClient]::new($command.FileName, $command.Arguments)
-    try {
-        $call = $client.Send('engine.version', '{}')
-        $final = $null
-        $deadline = [DateTime]::UtcNow.AddSeconds(30)
-        while (-not $final) {
-            $ev = $call.Next(200)
-            if ($ev -and $ev.IsFinal) { $final = $ev }
-            if (-not $final -and [DateTime]::UtcNow -gt $deadline) {
-                throw [System.TimeoutException]::new(
-                    "The HvCbt engine ($($client.CommandLine)) did not answer engine.version within 30 s.")
-            }
-        }
-        if ($final.Kind -eq [HvCbt.EngineEventKind]::Error) { throw $final.Error }
+    $startError = $null
+    $client = [HvCbt.EngineClient]::TryStart($command.FileName, $command.Arguments, [ref]$startError)
+    if (-not $client) { return $startError }
+
+    $call = $client.Send('engine.version', '{}')
+    $final = $null
+    $deadline = [DateTime]::UtcNow.AddSeconds(30)
+    while (-not $final -and [DateTime]::UtcNow -lt $deadline) {
+        $ev = $call.Next(200)
+        if ($ev -and $ev.IsFinal) { $final = $ev }
+    }
+    $failure = $null
+    if (-not $final) {
+        $failure = [System.TimeoutException]::new(
+            "The HvCbt engine ($($client.CommandLine)) did not answer engine.version within 30 s.")
+    } elseif ($final.Kind -eq [HvCbt.EngineEventKind]::Error) {
+        $failure = $final.Error
+    } else {
         $info = $final.ResultJson | ConvertFrom-Json
         if ($info.protocolVersion -notin $script:HvCbtProtocolVersions) {
-            throw [System.NotSupportedException]::new(
+            $failure = [System.NotSupportedException]::new(
                 "The HvCbt engine at $($command.FileName) (version $($info.version)) speaks protocol version " +
                 "$($info.protocolVersion), but this module ($($MyInvocation.MyCommand.Module.Version)) speaks " +
                 "$($script:HvCbtProtocolVersions -join ', '). Use an engine and a module from the same release.")
         }
-    } catch {
+    }
+    if ($failure) {
         $client.Dispose()
-        throw
+        return $failure
     }
     Write-Verbose "HvCbt: engine $($info.name) $($info.version) (node $($info.node), native: $($info.native)), pid $($client.ProcessId)"
     $script:HvCbtEngineInfo = $info

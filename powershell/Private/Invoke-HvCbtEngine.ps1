@@ -35,11 +35,9 @@ function Invoke-HvCbtEngine {
         [object]$TargetObject
     )
 
-    $client = $null
-    try {
-        $client = Get-HvCbtEngine
-    } catch {
-        $Cmdlet.WriteError((New-HvCbtErrorRecord -Exception $_.Exception -Method $Method -TargetObject $TargetObject))
+    $client = Get-HvCbtEngine
+    if ($client -is [Exception]) {
+        $Cmdlet.WriteError((New-HvCbtErrorRecord -Exception $client -Method $Method -TargetObject $TargetObject))
         return
     }
     $json = ConvertTo-Json -InputObject $Params -Depth 32 -Compress
@@ -133,6 +131,9 @@ function New-HvCbtErrorRecord {
     } elseif ($Exception -is [System.TimeoutException]) {
         $category = [System.Management.Automation.ErrorCategory]::OperationTimeout
         $errorId = 'HvCbt.EngineTimeout'
+    } elseif ($Exception -is [System.InvalidOperationException]) {
+        $category = [System.Management.Automation.ErrorCategory]::ResourceUnavailable
+        $errorId = 'HvCbt.EngineStartFailed'
     }
     [System.Management.Automation.ErrorRecord]::new($Exception, $errorId, $category, $TargetObject)
 }

@@ -21,28 +21,39 @@ function Resolve-HvCbtPath {
         [System.Management.Automation.PSCmdlet]$Cmdlet = $PSCmdlet
     )
 
+    # Nothing here throws on bad input: a caught exception would still land in the caller's -ErrorVariable.
     $sessionPath = $Cmdlet.SessionState.Path
     foreach ($p in $Path) {
         $provider = $null
         $resolved = @()
-        try {
-            if (Test-Path -LiteralPath $p) {
-                $resolved = @($sessionPath.GetResolvedProviderPathFromPSPath(
-                        [System.Management.Automation.WildcardPattern]::Escape($p), [ref]$provider))
-            } elseif ([System.Management.Automation.WildcardPattern]::ContainsWildcardCharacters($p)) {
-                $resolved = @($sessionPath.GetResolvedProviderPathFromPSPath($p, [ref]$provider))
-            } else {
+        if (Test-Path -LiteralPath $p) {
+            $item = Resolve-Path -LiteralPath $p
+            $resolved = @($item.ProviderPath)
+            $provider = $item.Provider
+        } elseif ([System.Management.Automation.WildcardPattern]::ContainsWildcardCharacters($p)) {
+            $items = @(Resolve-Path -Path $p -ErrorAction Ignore)
+            if ($items.Count -eq 0) {
+                $parent = Split-Path -Path $p -Parent
+                if ($parent -and -not (Test-Path -Path $parent)) {
+                    $Cmdlet.WriteError([System.Management.Automation.ErrorRecord]::new(
+                            [System.Management.Automation.ItemNotFoundException]::new(
+                                "Cannot find path '$parent' because it does not exist."),
+                            'HvCbt.PathNotFound', [System.Management.Automation.ErrorCategory]::ObjectNotFound, $p))
+                }
+                continue
+            }
+            $resolved = @($items.ProviderPath)
+            $provider = $items[0].Provider
+        } else {
+            try {
                 $drive = $null
                 $resolved = @($sessionPath.GetUnresolvedProviderPathFromPSPath($p, [ref]$provider, [ref]$drive))
+            } catch {
+                # A drive or provider that does not exist.
+                $Cmdlet.WriteError([System.Management.Automation.ErrorRecord]::new($_.Exception, 'HvCbt.InvalidPath',
+                        [System.Management.Automation.ErrorCategory]::ObjectNotFound, $p))
+                continue
             }
-        } catch [System.Management.Automation.ItemNotFoundException] {
-            $Cmdlet.WriteError([System.Management.Automation.ErrorRecord]::new($_.Exception, 'HvCbt.PathNotFound',
-                    [System.Management.Automation.ErrorCategory]::ObjectNotFound, $p))
-            continue
-        } catch {
-            $Cmdlet.WriteError([System.Management.Automation.ErrorRecord]::new($_.Exception, 'HvCbt.InvalidPath',
-                    [System.Management.Automation.ErrorCategory]::InvalidArgument, $p))
-            continue
         }
         if ($provider -and $provider.Name -ne 'FileSystem') {
             $Cmdlet.WriteError([System.Management.Automation.ErrorRecord]::new(

@@ -4,6 +4,9 @@
 $script:RepoRoot = (Resolve-Path (Join-Path $PSScriptRoot '../..')).ProviderPath
 $script:ModuleManifest = Join-Path $script:RepoRoot 'powershell/HvCbt.psd1'
 $script:StandInEngine = Join-Path $PSScriptRoot 'stand-in-engine.mjs'
+# This PowerShell, for child sessions: the .NET-tool pwsh runs as `dotnet pwsh.dll`, so find the launcher.
+$script:Pwsh = @((Join-Path $script:RepoRoot '.tools/pwsh/pwsh'), (Get-Command pwsh -CommandType Application -ErrorAction Ignore |
+        Select-Object -First 1).Source) | Where-Object { $_ -and (Test-Path -LiteralPath $_) } | Select-Object -First 1
 $script:QemuImg = (Get-Command qemu-img -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1).Source
 
 function Import-HvCbtUnderTest {
