@@ -8,6 +8,7 @@ import { vhdMethods } from './methods/vhd.js'
 import { vhdOpsMethods } from './methods/vhd-ops.js'
 import { nbdMethods } from './methods/nbd.js'
 import { trackingMethods } from './methods/tracking.js'
+import { backupMethods } from './methods/backup.js'
 
 export const methods: readonly AnyMethod[] = [
   ...engineMethods,
@@ -15,6 +16,7 @@ export const methods: readonly AnyMethod[] = [
   ...vhdOpsMethods,
   ...nbdMethods,
   ...trackingMethods,
+  ...backupMethods,
 ]
 
 const byName = new Map(methods.map(m => [m.name, m]))
