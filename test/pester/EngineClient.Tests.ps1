@@ -234,6 +234,42 @@ Describe 'Progress and log notifications' {
     }
 }
 
+Describe 'Stopping a call' {
+    It 'sends $/cancelRequest for the running call when the pipeline is stopped (Ctrl+C)' {
+        $log = Join-Path $Dir 'stand-in.log'
+        $env:HVCBT_ENGINE = $StandInEngine
+        $env:HVCBT_STANDIN_MODE = 'slow'
+        $env:HVCBT_STANDIN_LOG = $log
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript({
+                    param($Manifest, $Disk)
+                    Import-Module $Manifest
+                    Get-VhdFileInfo $Disk
+                }).AddArgument($ModuleManifest).AddArgument($Disk)
+            $async = $ps.BeginInvoke()
+            $sw = [System.Diagnostics.Stopwatch]::StartNew()
+            while (-not ((Test-Path $log) -and (Get-Content $log) -match '^request vhd\.info') -and $sw.Elapsed.TotalSeconds -lt 30) {
+                Start-Sleep -Milliseconds 50
+            }
+            $request = @(Get-Content $log) -match '^request vhd\.info (\d+)$'
+            $request.Count | Should -Be 1
+            $id = ($request[0] -split ' ')[-1]
+            $ps.Stop()
+            $async.IsCompleted | Should -BeTrue
+            $sw.Restart()
+            while (-not ((Get-Content $log) -match '^cancel ') -and $sw.Elapsed.TotalSeconds -lt 5) { Start-Sleep -Milliseconds 50 }
+            @(Get-Content $log) | Should -Contain "cancel $id"
+        } finally {
+            $null = $ps.Commands.Clear()
+            $null = $ps.AddScript('Remove-Module HvCbt').Invoke()
+            $ps.Dispose()
+            $env:HVCBT_ENGINE = $SavedEngine
+            Remove-Item Env:\HVCBT_STANDIN_MODE, Env:\HVCBT_STANDIN_LOG -ErrorAction SilentlyContinue
+        }
+    }
+}
+
 Describe 'Stopping the engine' {
     It 'stops the engine process on Remove-Module' {
         Import-HvCbtUnderTest

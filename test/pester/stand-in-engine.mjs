@@ -1,7 +1,10 @@
 // A stand-in engine, for what the real engine never does on purpose: it claims an unknown protocol version, dies
 // with last words on stderr while a request is pending, writes non-protocol text on stdout, or ('chatty') answers
 // with $/progress and $/log notifications first (no real method reports progress yet). Selected by
-// HVCBT_STANDIN_MODE = 'protocol' | 'die' | 'garbage' | 'chatty'. Everything else is tested against the real engine.
+// HVCBT_STANDIN_MODE = 'protocol' | 'die' | 'garbage' | 'chatty' | 'slow' ('slow' never answers a request until the
+// client cancels it, and notes requests and cancels in the file HVCBT_STANDIN_LOG). Everything else is tested against
+// the real engine.
+import { appendFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 
 const mode = process.env.HVCBT_STANDIN_MODE ?? 'die'
@@ -11,6 +14,16 @@ createInterface({ input: process.stdin }).on('line', line => {
   if (msg.method === 'engine.version') {
     const protocolVersion = mode === 'protocol' ? 99 : 1
     send({ jsonrpc: '2.0', id: msg.id, result: { name: 'hvcbt', version: '9.9.9', protocolVersion, node: process.versions.node, native: false } })
+    return
+  }
+  if (mode === 'slow') {
+    const note = text => process.env.HVCBT_STANDIN_LOG && appendFileSync(process.env.HVCBT_STANDIN_LOG, text + '\n')
+    if (msg.method === '$/cancelRequest') {
+      note(`cancel ${msg.params.id}`)
+      send({ jsonrpc: '2.0', id: msg.params.id, error: { code: -32006, message: 'cancelled by the client', data: { category: 'OperationStopped' } } })
+    } else {
+      note(`request ${msg.method} ${msg.id}`)
+    }
     return
   }
   if (mode === 'chatty') {
