@@ -4,4 +4,5 @@ export { openVhdx, readParentLocator, type OpenVhdxOptions, type ParentResolver,
 export { VhdxDisk } from './vhdx-disk.js'
 export { createVhdx, type CreateVhdxOptions, type CreateVhdxParent } from './vhdx-create.js'
 export { checkVhdx } from './vhdx-check.js'
+export { mergeVhdx, type MergeResult } from './vhdx-merge.js'
 export type { Problem, Severity } from './vhdx-structure.js'

@@ -21,7 +21,8 @@ import type { VhdxIo } from './vhdx-io.js'
 import {
   type VhdxHeader, GUID_ZERO, HEADER_OFFSETS, LOG_SECTOR_SIZE, MiB, PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_NOT_PRESENT,
   PAYLOAD_BLOCK_PARTIALLY_PRESENT, PAYLOAD_BLOCK_UNDEFINED, PAYLOAD_BLOCK_UNMAPPED, PAYLOAD_BLOCK_UNMAPPED_V095, PAYLOAD_BLOCK_ZERO,
-  SB_BLOCK_PRESENT, SECTOR_BITMAP_BLOCK_SIZE, encodeHeader, newGuid,
+  SB_BLOCK_PRESENT, SECTOR_BITMAP_BLOCK_SIZE, encodeHeader, newGuid, GUID_PARENT_LOCATOR, METADATA_TABLE_SIZE,
+  type MetadataItemSpec, decodeMetadataTable, decodeParentLocator, encodeMetadataRegion, encodeParentLocator,
 } from './vhdx-layout.js'
 import { VhdxLogWriter } from './vhdx-log.js'
 import type { VhdxStructure } from './vhdx-structure.js'
@@ -40,6 +41,7 @@ export class VhdxDisk implements VirtualDisk {
   private current: 0 | 1
   private sessionStarted = false
   private fileWriteGuidSet = false
+  private dataWriteGuidChanged = false
   private log: VhdxLogWriter | null = null
   private lock: Promise<void> = Promise.resolve()
   private closed = false
@@ -213,15 +215,35 @@ export class VhdxDisk implements VirtualDisk {
     this.current = slot
   }
 
-  /** First change of the session: new FileWriteGuid, DataWriteGuid and LogGuid, in both header slots. */
-  private async startSession(): Promise<void> {
-    if (this.sessionStarted) return
-    const changes = { dataWriteGuid: newGuid(), logGuid: newGuid(), ...(this.fileWriteGuidSet ? {} : { fileWriteGuid: newGuid() }) }
-    this.fileWriteGuidSet = true
+  /**
+   * Choose the DataWriteGuid the first data change of this session will record (a merge announces it to the
+   * child, as parent_linkage2, before touching the parent). Only before any write.
+   */
+  presetDataWriteGuid(guid: string): void {
+    if (this.dataWriteGuidChanged) throw new EngineError(`${this.path}: DataWriteGuid can only be chosen before the first write`, 'InvalidOperation')
+    this.nextDataWriteGuid = guid
+  }
+
+  private nextDataWriteGuid: string | null = null
+
+  /**
+   * First change of the session: new FileWriteGuid and LogGuid, and a new DataWriteGuid unless the change is to
+   * metadata only (`dataChange` false), in both header slots.
+   */
+  private async startSession(dataChange = true): Promise<void> {
+    if (this.sessionStarted && (!dataChange || this.dataWriteGuidChanged)) return
+    const changes: Partial<VhdxHeader> = {}
+    if (!this.sessionStarted) changes.logGuid = newGuid()
+    if (!this.fileWriteGuidSet) changes.fileWriteGuid = newGuid()
+    if (dataChange) changes.dataWriteGuid = this.nextDataWriteGuid ?? newGuid()
     await this.writeHeader(changes)
     await this.writeHeader({})
-    const h = this.header
-    this.log = new VhdxLogWriter(this.io, h.logOffset, h.logLength, h.logGuid, this.lastLogSequence)
+    this.fileWriteGuidSet = true
+    if (dataChange) this.dataWriteGuidChanged = true
+    if (!this.log) {
+      const h = this.header
+      this.log = new VhdxLogWriter(this.io, h.logOffset, h.logLength, h.logGuid, this.lastLogSequence)
+    }
     this.sessionStarted = true
   }
 
@@ -384,6 +406,39 @@ export class VhdxDisk implements VirtualDisk {
     return this.exclusive(async () => {
       await this.startSession()
       await this.deallocate(offset, length, this.hasParent ? PAYLOAD_BLOCK_ZERO : PAYLOAD_BLOCK_UNMAPPED, 'skip')
+    })
+  }
+
+  /**
+   * Replace the parent locator's key/value pairs (differencing files only), atomically through the log: the
+   * metadata region is re-encoded and only the 4 KiB sectors that changed are logged and applied. Metadata only:
+   * DataWriteGuid does not change.
+   */
+  rewriteParentLocator(entries: Array<[string, string]>): Promise<void> {
+    this.assertWritable()
+    if (!this.hasParent) throw new EngineError(`${this.path}: not a differencing disk`, 'InvalidOperation')
+    return this.exclusive(async () => {
+      const region = this.structure.metadataRegion
+      const length = Math.min(region.length, 64 * MiB)
+      const old = await this.io.readNew(region.fileOffset, length)
+      const items: MetadataItemSpec[] = this.structure.metadataItems.map(it => ({
+        itemId: it.itemId,
+        data: it.itemId === GUID_PARENT_LOCATOR && !it.isUser ? encodeParentLocator(entries) : old.slice(it.offset, it.offset + it.length),
+        isUser: it.isUser, isVirtualDisk: it.isVirtualDisk, isRequired: it.isRequired,
+      }))
+      const need = METADATA_TABLE_SIZE + items.reduce((n, it) => n + Math.ceil(it.data.length / 8) * 8, 0)
+      if (need > length) throw new EngineError(`${this.path}: the metadata region (${length} bytes) cannot hold the new parent locator`, 'LimitsExceeded')
+      const img = encodeMetadataRegion(items, length)
+      const sectors = new Map<number, Uint8Array>()
+      for (let o = 0; o < length; o += LOG_SECTOR_SIZE) {
+        if (!Buffer.from(img.buffer, img.byteOffset + o, LOG_SECTOR_SIZE).equals(Buffer.from(old.buffer, old.byteOffset + o, LOG_SECTOR_SIZE))) {
+          sectors.set(region.fileOffset + o, img.slice(o, o + LOG_SECTOR_SIZE))
+        }
+      }
+      await this.startSession(false)
+      await this.log!.commit(sectors)
+      this.structure.metadataItems = decodeMetadataTable(img)
+      this.structure.parentLocator = decodeParentLocator(encodeParentLocator(entries)).locator
     })
   }
 

@@ -136,3 +136,48 @@ t.test('linkage: a child whose parent changed is refused', async t => {
   await t.rejects(noParent.read(0, new Uint8Array(512)), /without its parent/)
   await noParent.close()
 })
+
+t.test('merge copies the child into the parent; parent_linkage2 keeps the child openable throughout', async t => {
+  const { mergeVhdx } = await import('../../../src/formats/vhdx/vhdx-merge.js')
+  const { checkVhdx } = await import('../../../src/formats/vhdx/vhdx-check.js')
+  const dir = tempDir(t)
+  const { base, child, size, bs, expected } = await makeChain(dir, 512)
+  const d = await openVhdx(child, {}, resolver)
+  await d.write(bs + 512 * 3, Buffer.alloc(512 * 9, 0x42)) // partial block: PARTIALLY_PRESENT
+  Buffer.alloc(512 * 9, 0x42).copy(expected, bs + 512 * 3)
+  await d.write(7 * bs, Buffer.alloc(bs, 0x43)) // whole block
+  Buffer.alloc(bs, 0x43).copy(expected, 7 * bs)
+  await d.writeZeroes(9 * bs, bs) // ZERO over parent data
+  expected.fill(0, 9 * bs, 10 * bs)
+  await d.close()
+  const res = await mergeVhdx(child, resolver)
+  t.equal(res.parentPath, base)
+  t.equal(res.bytesCopied, 512 * 9 + bs)
+  t.equal(res.bytesZeroed, bs)
+  const merged = await openVhdx(base, { readOnly: true })
+  const got = Buffer.alloc(size)
+  await merged.read(0, got)
+  await merged.close()
+  t.ok(got.equals(expected), 'the parent alone now reads as the chain did')
+  t.same(await checkVhdx(base), [])
+  t.same(await checkVhdx(child), [])
+  const loc = await readParentLocator(child)
+  t.ok(loc?.parentLinkage2 && loc.parentLinkage2 !== loc.parentLinkage, 'parent_linkage2 recorded')
+  const again = await openVhdx(child, { readOnly: true }, resolver)
+  const viaChild = Buffer.alloc(size)
+  await again.read(0, viaChild)
+  await again.close()
+  t.ok(viaChild.equals(expected), 'the child still opens (via parent_linkage2) and reads the same')
+  // Merging again (as after a crash mid-merge) is harmless.
+  await mergeVhdx(child, resolver)
+  const twice = await openVhdx(base, { readOnly: true })
+  await twice.read(0, got)
+  await twice.close()
+  t.ok(got.equals(expected), 'a repeated merge leaves the same bytes')
+  if (hasTool('qemu-img')) {
+    const { writeFileSync } = await import('node:fs')
+    writeFileSync(join(dir, 'expected.raw'), expected)
+    t.equal(spawnSync('qemu-img', ['compare', '-f', 'vhdx', '-F', 'raw', base, join(dir, 'expected.raw')]).status, 0, 'qemu-img compare')
+    t.equal(spawnSync('qemu-img', ['check', '-f', 'vhdx', base]).status, 0, 'qemu-img check')
+  }
+})
