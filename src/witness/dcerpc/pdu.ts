@@ -115,6 +115,8 @@ export interface AuthVerifier {
   reserved: number
   contextId: number
   value: Uint8Array
+  /** The auth padding bytes as received (encrypted at privacy level); zeros are written when absent. */
+  pad?: Uint8Array
 }
 
 export const AuthType = { none: 0, spnego: 9, ntlmssp: 10, kerberos: 16 } as const
@@ -281,6 +283,7 @@ export function decodePdu(buf: Uint8Array): Pdu {
       value: buf.slice(at + SecTrailerBytes),
     }
     bodyEnd = at
+    if (auth.padLength <= at - HeaderBytes) auth.pad = buf.slice(at - auth.padLength, at)
   }
   const common: Common = { flags: h.flags, callId: h.callId, drep: h.drep.slice(), minorVersion: h.minorVersion }
   if (auth) common.auth = auth
@@ -429,7 +432,8 @@ export function encodePdu(p: Pdu): Buffer {
   }
   if (p.auth) {
     const a = p.auth
-    for (let i = 0; i < a.padLength; i++) w.u8(0)
+    if (a.pad && a.pad.length === a.padLength) w.bytes(a.pad)
+    else for (let i = 0; i < a.padLength; i++) w.u8(0)
     w.u8(a.authType).u8(a.authLevel).u8(a.padLength).u8(a.reserved).u32(a.contextId).bytes(a.value)
     w.patchU16(10, a.value.length)
   }
