@@ -27,7 +27,7 @@ import fsp from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
 import type { VirtualDisk } from '../formats/virtual-disk.js'
 import { writeFileAtomic } from './atomic-file.js'
-import { mergeRanges, type ByteRange } from './ranges.js'
+import { subtractRanges, type ByteRange } from './ranges.js'
 
 export type ScanAlgorithm = 'sha1' | 'sha256'
 const DIGEST_BYTES: Record<ScanAlgorithm, number> = { sha1: 20, sha256: 32 }
@@ -110,23 +110,7 @@ export function compareHashMaps(before: HashMap, after: HashMap): ByteRange[] {
 }
 
 /** Ranges of `found` (e.g. a content-scan diff) not covered by `reported` (tracking's answer): should be empty. */
-export function uncovered(found: ByteRange[], reported: ByteRange[]): ByteRange[] {
-  const rep = mergeRanges(reported)
-  const out: ByteRange[] = []
-  let j = 0
-  for (const f of mergeRanges(found)) {
-    let pos = f.offset
-    const end = f.offset + f.length
-    while (pos < end) {
-      while (j < rep.length && rep[j]!.offset + rep[j]!.length <= pos) j++
-      const r = rep[j]
-      if (!r || r.offset >= end) { out.push({ offset: pos, length: end - pos }); break }
-      if (r.offset > pos) out.push({ offset: pos, length: r.offset - pos })
-      pos = Math.max(pos, r.offset + r.length)
-    }
-  }
-  return out
-}
+export const uncovered = subtractRanges
 
 export async function saveHashMap(file: string, map: HashMap): Promise<void> {
   const out = new Uint8Array(HEADER_BYTES + map.digests.length)

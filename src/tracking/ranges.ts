@@ -52,3 +52,22 @@ export function granulesOf(offset: number, length: number, granularityBytes: num
   const last = Math.floor((offset + length - 1) / granularityBytes)
   return [first, last - first + 1]
 }
+
+/** The parts of `found` not covered by `covered`, merged and sorted. */
+export function subtractRanges(found: ByteRange[], covered: ByteRange[]): ByteRange[] {
+  const rep = mergeRanges(covered)
+  const out: ByteRange[] = []
+  let j = 0
+  for (const f of mergeRanges(found)) {
+    let pos = f.offset
+    const end = f.offset + f.length
+    while (pos < end) {
+      while (j < rep.length && rep[j]!.offset + rep[j]!.length <= pos) j++
+      const r = rep[j]
+      if (!r || r.offset >= end) { out.push({ offset: pos, length: end - pos }); break }
+      if (r.offset > pos) out.push({ offset: pos, length: r.offset - pos })
+      pos = Math.max(pos, r.offset + r.length)
+    }
+  }
+  return out
+}

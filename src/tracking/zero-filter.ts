@@ -4,10 +4,11 @@
  *
  * The disk's extents() answers first: ranges it reports as 'zero' or 'unallocated' are dropped without reading.
  * The rest is read in pieces of at most READ_CHUNK bytes and tested a granule at a time (a 64-bit word loop).
- * Callers that need the zeroed ranges (to write zeros on restore) get them in `zero`.
+ * A granule with any non-zero byte is kept whole. Callers that need the zeroed ranges (to write zeros on restore)
+ * get them in `zero`.
  */
 import type { VirtualDisk } from '../formats/virtual-disk.js'
-import { mergeRanges, type ByteRange } from './ranges.js'
+import { mergeRanges, subtractRanges, type ByteRange } from './ranges.js'
 
 const READ_CHUNK = 4 * 1024 * 1024
 
@@ -32,7 +33,6 @@ export interface ZeroFilterResult {
 export async function filterZeroGranules(disk: Pick<VirtualDisk, 'size' | 'read' | 'extents'>, ranges: ByteRange[],
   granularityBytes: number, signal?: AbortSignal): Promise<ZeroFilterResult> {
   const data: ByteRange[] = []
-  const zero: ByteRange[] = []
   const chunkBytes = Math.max(granularityBytes, Math.floor(READ_CHUNK / granularityBytes) * granularityBytes)
   const buf = new Uint8Array(chunkBytes)
   for (const r of ranges) {
@@ -41,8 +41,7 @@ export async function filterZeroGranules(disk: Pick<VirtualDisk, 'size' | 'read'
       const to = Math.min(e.offset + e.length, r.offset + r.length)
       if (to <= from) continue
       if (e.state === 'zero' || e.state === 'unallocated') {
-        zero.push({ offset: from, length: to - from })
-        continue
+        continue // reads as zeros: nothing to copy
       }
       for (let pos = from; pos < to; pos += chunkBytes) {
         signal?.throwIfAborted()
@@ -51,10 +50,18 @@ export async function filterZeroGranules(disk: Pick<VirtualDisk, 'size' | 'read'
         await disk.read(pos, piece)
         for (let off = 0; off < len; off += granularityBytes) {
           const n = Math.min(granularityBytes, len - off)
-          ;(isAllZero(piece.subarray(off, off + n)) ? zero : data).push({ offset: pos + off, length: n })
+          if (!isAllZero(piece.subarray(off, off + n))) data.push({ offset: pos + off, length: n })
         }
       }
     }
   }
-  return { data: mergeRanges(data), zero: mergeRanges(zero) }
+  // A granule with any non-zero byte is kept whole (answers stay rounded to the granularity, like every query);
+  // the zero ranges are what remains.
+  const rounded = mergeRanges(data.map(d => {
+    const start = Math.floor(d.offset / granularityBytes) * granularityBytes
+    const end = Math.ceil((d.offset + d.length) / granularityBytes) * granularityBytes
+    return { offset: start, length: end - start }
+  }))
+  const kept = subtractRanges(mergeRanges(ranges), subtractRanges(mergeRanges(ranges), rounded))
+  return { data: kept, zero: subtractRanges(mergeRanges(ranges), kept) }
 }
