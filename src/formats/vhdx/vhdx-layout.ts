@@ -12,6 +12,7 @@
  * the reader can stop at the first one and the checker can report them all.
  */
 import { crc32cWithZeroedField } from '../crc32c.js'
+import { readGuid, writeGuid } from './vhdx-guid.js'
 import { hasSignature, readU16, readU32, readU64, readU64Big, writeAscii, writeU16, writeU32, writeU64, writeU64Big } from './byte-cursor.js'
 
 export const KiB = 1024
@@ -53,34 +54,7 @@ export const GUID_PARENT_LOCATOR = 'a8d35f2d-b30b-454d-abf7-d3d84834ab0c'
 export const GUID_VHDX_PARENT_LOCATOR_TYPE = 'b04aefb7-d19e-4a81-b789-25b8e9445913'
 export const GUID_ZERO = '00000000-0000-0000-0000-000000000000'
 
-/** Read a Microsoft-style GUID at `off` as a lower-case "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" string. */
-export function readGuid(b: Uint8Array, off: number): string {
-  const h = (i: number) => b[off + i]!.toString(16).padStart(2, '0')
-  return (
-    h(3) + h(2) + h(1) + h(0) + '-' + h(5) + h(4) + '-' + h(7) + h(6) + '-' + h(8) + h(9) + '-' +
-    h(10) + h(11) + h(12) + h(13) + h(14) + h(15)
-  )
-}
-
-/** Write a GUID string (with or without braces, any case) Microsoft-style at `off`. */
-export function writeGuid(b: Uint8Array, off: number, guid: string): void {
-  const hex = guid.replace(/[{}-]/g, '')
-  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new RangeError(`not a GUID: ${guid}`)
-  const byte = (i: number) => parseInt(hex.slice(i * 2, i * 2 + 2), 16)
-  const order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]
-  for (let i = 0; i < 16; i++) b[off + order[i]!] = byte(i)
-}
-
-/** A random (version 4) GUID, lower-case. */
-export function newGuid(): string {
-  return crypto.randomUUID()
-}
-
-/** Normalize "{ABC...}" or "abc..." to the lower-case braceless form; null if it is not a GUID. */
-export function normalizeGuid(s: string): string | null {
-  const m = /^\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$/.exec(s.trim())
-  return m ? m[1]!.toLowerCase() : null
-}
+export { newGuid, normalizeGuid, readGuid, writeGuid } from './vhdx-guid.js'
 
 // ---- file type identifier (offset 0, 64 KiB) -----------------------------------------------------------------
 export const FILE_IDENTIFIER_SIGNATURE = 'vhdxfile'
