@@ -5,9 +5,37 @@
 # -ErrorVariable of every advanced function it passes through, even when it is caught, so a user's
 # `-ErrorVariable e` would hold the same failure several times.
 
-if (-not ('HvCbt.EngineClient' -as [type])) {
-    Add-Type -Path (Join-Path $PSScriptRoot 'EngineClient.cs')
+function Import-HvCbtEngineClientType {
+    # Compiling EngineClient.cs takes 1-2 s; loading a compiled copy takes about 50 ms. The copy lives in a per-user
+    # cache (never a shared temp folder, which others could write to), named by the hash of the source and the
+    # PowerShell version, so an edited source or a new PowerShell compiles afresh. Any cache trouble falls back to
+    # compiling in memory. HVCBT_NO_TYPE_CACHE=1 turns the cache off.
+    $source = Join-Path $PSScriptRoot 'EngineClient.cs'
+    if (-not $env:HVCBT_NO_TYPE_CACHE) {
+        try {
+            $cacheRoot = if ($IsWindows) { $env:LOCALAPPDATA }
+            elseif ($env:XDG_CACHE_HOME) { $env:XDG_CACHE_HOME }
+            else { Join-Path $HOME '.cache' }
+            $dir = Join-Path $cacheRoot 'hvcbt'
+            $hash = (Get-FileHash -LiteralPath $source -Algorithm SHA256).Hash.Substring(0, 16)
+            $dll = Join-Path $dir "HvCbt.EngineClient-$hash-pwsh$($PSVersionTable.PSVersion).dll"
+            if (-not (Test-Path -LiteralPath $dll)) {
+                $null = New-Item -ItemType Directory -Path $dir -Force
+                $partial = "$dll.$PID.partial"
+                Add-Type -Path $source -OutputAssembly $partial -OutputType Library
+                # Atomic on one volume; if another session got there first, its copy is as good as ours.
+                try { [System.IO.File]::Move($partial, $dll) } catch { Remove-Item -LiteralPath $partial -ErrorAction Ignore }
+            }
+            Add-Type -Path $dll
+            return
+        } catch {
+            Write-Verbose "HvCbt: compiled-type cache unavailable ($($_.Exception.Message)); compiling in memory"
+        }
+    }
+    Add-Type -Path $source
 }
+
+if (-not ('HvCbt.EngineClient' -as [type])) { Import-HvCbtEngineClientType }
 
 # The JSON-RPC contract versions this module speaks (engine.version's protocolVersion).
 $script:HvCbtProtocolVersions = @(1)
