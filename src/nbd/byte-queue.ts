@@ -19,8 +19,11 @@ export class ByteQueue {
     this.length += chunk.length
   }
 
-  /** Exactly `n` bytes from the front; the caller checked `length >= n`. */
-  take(n: number): Buffer {
+  /**
+   * Exactly `n` bytes from the front; the caller checked `length >= n`. `alloc` provides the buffer when the bytes
+   * span chunks and must be copied (a pool, for write payloads).
+   */
+  take(n: number, alloc: (size: number) => Buffer = Buffer.allocUnsafe): Buffer {
     if (n > this.length) throw new RangeError(`ByteQueue: ${n} bytes asked, ${this.length} buffered`)
     if (n === 0) return Buffer.alloc(0)
     const first = this.chunks[0]!
@@ -29,7 +32,7 @@ export class ByteQueue {
       this.advance(n)
       return out
     }
-    const out = Buffer.allocUnsafe(n)
+    const out = alloc(n)
     let filled = 0
     while (filled < n) {
       const c = this.chunks[0]!

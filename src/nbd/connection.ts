@@ -16,6 +16,7 @@
  */
 import type { Duplex } from 'node:stream'
 import { ProtocolError } from '../engine/errors.js'
+import type { BufferPool } from './buffer-pool.js'
 import { ByteQueue } from './byte-queue.js'
 import { Handshake, type HandshakeHost } from './handshake.js'
 import type { NbdExport, ResolvedOptions } from './nbd-export.js'
@@ -38,6 +39,8 @@ const QUEUE_SLACK_BYTES = 1024 * 1024
 
 export interface ConnectionHost extends Omit<HandshakeHost, 'send'> {
   opts: ResolvedOptions
+  /** Reply buffers shared by the server's connections. */
+  pool: BufferPool
   /** The connection is gone (stream closed); remove it from the server's set. */
   closed(conn: Connection): void
 }
@@ -138,10 +141,10 @@ export class Connection {
             this.clearTimers()
             this.export = s.export
             this.transmission = new Transmission(s.export, s.structured, s.contexts, this.host.opts, {
-              send: b => this.send(b),
+              send: (b, done) => this.send(b, done),
               requestDone: () => this.requestDone(),
               log: (level, m) => this.log(level, m),
-            })
+            }, this.host.pool)
             this.phase = 'transmission'
             if (this.host.shuttingDown) this.startDrain()
           }
@@ -203,15 +206,15 @@ export class Connection {
     this.drainTimer.unref?.()
   }
 
-  private send(buffers: Buffer[]): void {
-    if (this.phase === 'closed' || this.stream.destroyed || this.stream.writableEnded) return
-    if (buffers.length === 1) {
-      this.stream.write(buffers[0]!)
+  private send(buffers: Buffer[], done?: () => void): void {
+    if (this.phase === 'closed' || this.stream.destroyed || this.stream.writableEnded) {
+      done?.()
       return
     }
-    this.stream.cork()
-    for (const b of buffers) this.stream.write(b)
-    this.stream.uncork()
+    const last = buffers.length - 1
+    if (last > 0) this.stream.cork()
+    buffers.forEach((b, i) => this.stream.write(b, i === last && done ? () => done() : undefined))
+    if (last > 0) this.stream.uncork()
   }
 
   private destroy(): void {

@@ -50,8 +50,12 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number
   /** Reply bytes queued on a socket before the connection stops reading requests. Default 64 MiB. */
   maxQueuedReplyBytes?: number
-  /** Structured READ replies report holes (from VirtualDisk.extents) as NBD_REPLY_TYPE_OFFSET_HOLE. Default true. */
-  readHoles?: boolean
+  /**
+   * Structured READ replies report holes (from VirtualDisk.extents) as NBD_REPLY_TYPE_OFFSET_HOLE: 'auto' (default)
+   * does it only for clients that did not select base:allocation (those already know the holes and read only
+   * data, so the extra extents lookup per read would be wasted), true always, false never.
+   */
+  readHoles?: boolean | 'auto'
   /** Diagnostics (connections, protocol violations). */
   log?(level: 'error' | 'warning' | 'info' | 'debug', message: string): void
 }
@@ -67,7 +71,7 @@ export function resolveOptions(o: NbdServerOptions = {}): ResolvedOptions {
     maxOptions: o.maxOptions ?? 256,
     handshakeTimeoutMs: o.handshakeTimeoutMs ?? 30_000,
     maxQueuedReplyBytes: o.maxQueuedReplyBytes ?? 64 * 1024 * 1024,
-    readHoles: o.readHoles ?? true,
+    readHoles: o.readHoles ?? 'auto',
     log: o.log,
   }
   if (!(r.maxPayloadBytes >= 1 << 20 && r.maxPayloadBytes <= 0xffffffff)) {

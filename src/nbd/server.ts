@@ -8,6 +8,7 @@
  */
 import net, { type AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { BufferPool } from './buffer-pool.js'
 import { Connection } from './connection.js'
 import { resolveOptions, type NbdExport, type NbdServerOptions, type ResolvedOptions } from './nbd-export.js'
 
@@ -17,6 +18,7 @@ export class NbdServer {
   readonly opts: ResolvedOptions
   private readonly exports: NbdExport[] = []
   private readonly connections = new Set<Connection>()
+  private readonly pool = new BufferPool()
   private server: net.Server | null = null
   private stopping: Promise<void> | null = null
   shuttingDown = false
@@ -66,6 +68,7 @@ export class NbdServer {
     const self = this // eslint-disable-line @typescript-eslint/no-this-alias -- the getter below needs the server
     const conn = new Connection(stream, {
       opts: this.opts,
+      pool: this.pool,
       findExport: n => this.findExport(n),
       listExports: () => this.listExports(),
       get shuttingDown() {

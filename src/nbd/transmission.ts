@@ -14,7 +14,8 @@
  *   every connection to the disk (hence CAN_MULTI_CONN). FUA passes through to the disk (trim: trim then flush).
  * - The write observer is awaited before the disk is touched; its failure fails the request with EIO.
  * - Read replies are one buffer: header space + data read straight into it, so no per-request copy; structured
- *   reads report holes as OFFSET_HOLE chunks (from VirtualDisk.extents) unless DF or readHoles=false.
+ *   reads report holes as OFFSET_HOLE chunks (from VirtualDisk.extents) unless DF, or readHoles is false, or it is
+ *   'auto' and the client selected base:allocation (it reads only what it knows is data).
  * - Errors map to NBD errno values: bad range/alignment/flag/command EINVAL (writes past the end ENOSPC), writes on a
  *   read-only export EPERM, EROFS/EACCES EPERM, ENOSPC/EDQUOT/EFBIG ENOSPC, anything else EIO. With structured
  *   replies, errors go in an ERROR chunk with a message; successful non-read commands get a 16-byte simple reply.
@@ -22,6 +23,7 @@
 import type { ResolvedOptions, NbdExport } from './nbd-export.js'
 import { blockSizes, isReadOnly } from './nbd-export.js'
 import type { ByteQueue } from './byte-queue.js'
+import type { BufferPool } from './buffer-pool.js'
 import { ProtocolError } from '../engine/errors.js'
 import {
   NBD_CMD_BLOCK_STATUS,
@@ -55,7 +57,7 @@ import {
   STRUCTURED_REPLY_HEADER_BYTES,
   commandName,
 } from './protocol.js'
-import type { BlockStatusDescriptor, MetaContextProvider } from './providers.js'
+import { BASE_ALLOCATION, type BlockStatusDescriptor, type MetaContextProvider } from './providers.js'
 
 /** Descriptors per BLOCK_STATUS chunk this server sends at most (the spec allows 2^20; clients ask again). */
 const MAX_DESCRIPTORS_PER_CHUNK = 1 << 16
@@ -63,8 +65,11 @@ const MAX_DESCRIPTORS_PER_CHUNK = 1 << 16
 const OFFSET_DATA_PREFIX = STRUCTURED_REPLY_HEADER_BYTES + 8
 
 export interface TransmissionHost {
-  /** Write these buffers to the peer as one batch (unless the connection is gone). */
-  send(buffers: Buffer[]): void
+  /**
+   * Write these buffers to the peer as one batch (unless the connection is gone); `done` runs once the stream no
+   * longer needs them (written or failed), so pooled buffers can be reused.
+   */
+  send(buffers: Buffer[], done?: () => void): void
   /** A request finished (the connection may resume reading, or finish a drain). */
   requestDone(): void
   log(level: 'error' | 'warning' | 'info' | 'debug', message: string): void
@@ -101,6 +106,7 @@ export class Transmission {
   private drainLeft = 0
   private readonly min: number
   private readonly readOnly: boolean
+  private readonly readHoles: boolean
 
   constructor(
     private readonly exp: NbdExport,
@@ -108,9 +114,12 @@ export class Transmission {
     private readonly contexts: MetaContextProvider[],
     private readonly opts: ResolvedOptions,
     private readonly host: TransmissionHost,
+    private readonly pool: BufferPool,
   ) {
     this.min = blockSizes(exp, opts).min
     this.readOnly = isReadOnly(exp)
+    const knowsHoles = contexts.some(c => c.name === BASE_ALLOCATION)
+    this.readHoles = opts.readHoles === 'auto' ? !knowsHoles : opts.readHoles
   }
 
   /** Parse and start at most one request. Throws ProtocolError when the stream cannot be trusted any more. */
@@ -157,22 +166,24 @@ export class Transmission {
     let payload: Buffer | null = null
     if (r.type === NBD_CMD_WRITE) {
       if (queue.length < r.length) return 'need-more'
-      payload = queue.take(r.length)
+      payload = queue.take(r.length, size => this.pool.get(size))
     }
     this.header = null
     this.inFlight++
     this.inFlightBytes += cost
     this.run(r, payload).then(
-      () => this.finished(cost),
+      () => this.finished(cost, payload),
       err => {
         this.host.log('error', `nbd: internal error in ${commandName(r.type)}: ${(err as Error).message}`)
-        this.finished(cost)
+        this.finished(cost, payload)
       },
     )
     return 'continue'
   }
 
-  private finished(cost: number): void {
+  /** A request is over; its write payload (if any) may be reused: VirtualDisk.write does not keep `data`. */
+  private finished(cost: number, payload: Buffer | null): void {
+    if (payload) this.pool.put(payload)
     this.inFlight--
     this.inFlightBytes -= cost
     this.host.requestDone()
@@ -255,19 +266,25 @@ export class Transmission {
   private async read(r: Request): Promise<void> {
     const disk = this.exp.disk
     if (!this.structured) {
-      const buf = Buffer.allocUnsafe(SIMPLE_REPLY_HEADER_BYTES + r.length)
-      await disk.read(r.offset, buf.subarray(SIMPLE_REPLY_HEADER_BYTES))
+      const buf = this.pool.get(SIMPLE_REPLY_HEADER_BYTES + r.length)
+      try {
+        await disk.read(r.offset, buf.subarray(SIMPLE_REPLY_HEADER_BYTES))
+      } catch (err) {
+        this.pool.put(buf)
+        throw err
+      }
       this.writeSimpleHeader(buf, r.cookie, 0)
-      this.host.send([buf])
+      this.host.send([buf], () => this.pool.put(buf))
       return
     }
     if (r.length === 0) {
       this.host.send([this.chunk(r.cookie, NBD_REPLY_FLAG_DONE, 0, 0)])
       return
     }
-    const runs = this.opts.readHoles && !(r.flags & NBD_CMD_FLAG_DF) ? await this.readRuns(r) : null
+    const runs = this.readHoles && !(r.flags & NBD_CMD_FLAG_DF) ? await this.readRuns(r) : null
     if (!runs) {
-      this.host.send([await this.dataChunk(r.cookie, r.offset, r.length, true)])
+      const c = await this.dataChunk(r.cookie, r.offset, r.length, true)
+      this.host.send([c], () => this.pool.put(c))
       return
     }
     const out: Buffer[] = []
@@ -306,8 +323,13 @@ export class Transmission {
   }
 
   private async dataChunk(cookie: Buffer, offset: number, length: number, done: boolean): Promise<Buffer> {
-    const c = Buffer.allocUnsafe(OFFSET_DATA_PREFIX + length)
-    await this.exp.disk.read(offset, c.subarray(OFFSET_DATA_PREFIX))
+    const c = this.pool.get(OFFSET_DATA_PREFIX + length)
+    try {
+      await this.exp.disk.read(offset, c.subarray(OFFSET_DATA_PREFIX))
+    } catch (err) {
+      this.pool.put(c)
+      throw err
+    }
     this.writeChunkHeader(c, cookie, done ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_DATA, 8 + length)
     writeU64(c, STRUCTURED_REPLY_HEADER_BYTES, offset)
     return c

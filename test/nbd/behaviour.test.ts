@@ -208,6 +208,11 @@ t.test('structured reads describe holes with OFFSET_HOLE; DF forces one data chu
   t.equal(df.chunks.length, 1, 'DF: one chunk')
   const only = df.chunks[0]!
   t.ok(only.kind === 'chunk' && only.payload.subarray(8 + 8192, 8 + 12288).every(b => b === 0x33), 'with the data in place')
+  const knows = await connect()
+  await knows.go('d', { structured: true, contexts: ['base:allocation'] })
+  knows.request(P.NBD_CMD_READ, 3n, 0, 16384)
+  const dense = await knows.readFullReply()
+  t.equal(dense.chunks.length, 1, 'a client that selected base:allocation gets one data chunk (it knows the holes)')
 })
 
 t.test('close() answers in-flight requests before closing connections; DISC waits for in-flight writes', async t => {
