@@ -161,9 +161,8 @@ async function writeChunks(o: RestoreOptions, repo: Repository, m: Manifest, lis
           bytesWritten += len
         }
       } else if (hash !== null) {
-        await disk.write(offset, await fetchChunk(repo, hash, i, offset, len))
+        bytesWritten += await writeSparse(disk, offset, await fetchChunk(repo, hash, i, offset, len))
         chunksWritten++
-        bytesWritten += len
       }
       done += len
       o.progress?.(done, size, 'restoring')
@@ -171,6 +170,28 @@ async function writeChunks(o: RestoreOptions, repo: Repository, m: Manifest, lis
   }
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, worker))
   return { chunksWritten, bytesWritten, chunksUnchanged, zeroChunks }
+}
+
+/** Piece size below which zero runs inside a chunk are still written (a new disk reads zeros where nothing is written). */
+const HOLE_PIECE_BYTES = 64 * 1024
+
+/** Write the non-zero 64 KiB pieces of `data` at `offset` (new disks only: the rest already reads as zeros). */
+async function writeSparse(disk: VirtualDisk, offset: number, data: Buffer): Promise<number> {
+  let written = 0
+  let runStart = -1
+  const flush = async (end: number): Promise<void> => {
+    if (runStart < 0) return
+    await disk.write(offset + runStart, data.subarray(runStart, end))
+    written += end - runStart
+    runStart = -1
+  }
+  for (let p = 0; p < data.length; p += HOLE_PIECE_BYTES) {
+    const piece = data.subarray(p, Math.min(data.length, p + HOLE_PIECE_BYTES))
+    if (isZero(piece)) await flush(p)
+    else if (runStart < 0) runStart = p
+  }
+  await flush(data.length)
+  return written
 }
 
 async function fetchChunk(repo: Repository, hash: string, i: number, offset: number, len: number): Promise<Buffer> {
