@@ -111,35 +111,39 @@ function Get-HvCbtEngine {
     $client = [HvCbt.EngineClient]::TryStart($command.FileName, $command.Arguments, [ref]$startError)
     if (-not $client) { return $startError }
 
-    $call = $client.Send('engine.version', '{}')
-    $final = $null
-    $deadline = [DateTime]::UtcNow.AddSeconds(30)
-    while (-not $final -and [DateTime]::UtcNow -lt $deadline) {
-        $ev = $call.Next(200)
-        if ($ev -and $ev.IsFinal) { $final = $ev }
-    }
+    # try/finally: if the wait is interrupted (Ctrl+C) or fails, the new process must not be left running.
     $failure = $null
-    if (-not $final) {
-        $failure = [System.TimeoutException]::new(
-            "The HvCbt engine ($($client.CommandLine)) did not answer engine.version within 30 s.")
-    } elseif ($final.Kind -eq [HvCbt.EngineEventKind]::Error) {
-        $failure = $final.Error
-    } else {
-        $info = $final.ResultJson | ConvertFrom-Json
-        if ($info.protocolVersion -notin $script:HvCbtProtocolVersions) {
-            $failure = [System.NotSupportedException]::new(
-                "The HvCbt engine at $($command.FileName) (version $($info.version)) speaks protocol version " +
-                "$($info.protocolVersion), but this module ($($MyInvocation.MyCommand.Module.Version)) speaks " +
-                "$($script:HvCbtProtocolVersions -join ', '). Use an engine and a module from the same release.")
+    try {
+        $call = $client.Send('engine.version', '{}')
+        $final = $null
+        $deadline = [DateTime]::UtcNow.AddSeconds(30)
+        while (-not $final -and [DateTime]::UtcNow -lt $deadline) {
+            $ev = $call.Next(200)
+            if ($ev -and $ev.IsFinal) { $final = $ev }
         }
+        if (-not $final) {
+            $failure = [System.TimeoutException]::new(
+                "The HvCbt engine ($($client.CommandLine)) did not answer engine.version within 30 s.")
+        } elseif ($final.Kind -eq [HvCbt.EngineEventKind]::Error) {
+            $failure = $final.Error
+        } else {
+            $info = $final.ResultJson | ConvertFrom-Json
+            if ($info.protocolVersion -notin $script:HvCbtProtocolVersions) {
+                $failure = [System.NotSupportedException]::new(
+                    "The HvCbt engine at $($command.FileName) (version $($info.version)) speaks protocol version " +
+                    "$($info.protocolVersion), but this module ($($MyInvocation.MyCommand.Module.Version)) speaks " +
+                    "$($script:HvCbtProtocolVersions -join ', '). Use an engine and a module from the same release.")
+            } else {
+                Write-Verbose ("HvCbt: engine $($info.name) $($info.version) (node $($info.node), native: " +
+                    "$($info.native)), pid $($client.ProcessId)")
+                $script:HvCbtEngineInfo = $info
+                $script:HvCbtEngine = $client
+            }
+        }
+    } finally {
+        if (-not [object]::ReferenceEquals($script:HvCbtEngine, $client)) { $client.Dispose() }
     }
-    if ($failure) {
-        $client.Dispose()
-        return $failure
-    }
-    Write-Verbose "HvCbt: engine $($info.name) $($info.version) (node $($info.node), native: $($info.native)), pid $($client.ProcessId)"
-    $script:HvCbtEngineInfo = $info
-    $script:HvCbtEngine = $client
+    if ($failure) { return $failure }
     return $client
 }
 
