@@ -105,7 +105,9 @@ async function runTrial(writerBundle: string, dir: string, seed: number, differe
       else if (k === 'f') lastFlushed = Number(n)
     }
   })
-  const exited = new Promise<number | null>(resolve => child.on('exit', code => resolve(code)))
+  // 'close', not 'exit': the lines the writer put in the pipe before it died must all be read, or operations it
+  // started would be missing from the model.
+  const exited = new Promise<number | null>(resolve => child.on('close', code => resolve(code)))
   await Promise.race([ready, exited, new Promise(r => setTimeout(r, 10000))])
   await new Promise(r => setTimeout(r, killAfterMs))
   child.kill('SIGKILL')

@@ -2,7 +2,8 @@
  * A VHD (fixed, dynamic or differencing) as a VirtualDisk.
  *
  * Design:
- * - Fixed: byte i of the disk is byte i of the file; the footer sits after the data and never moves.
+ * - Fixed: byte i of the disk is byte i of the file; the footer sits after the data and never moves. Holes in a
+ *   sparse fixed file are reported as 'zero' extents (lseek SEEK_HOLE via the platform layer).
  * - Dynamic/differencing: the BAT is held in memory (4 bytes per block, bounded by the file size at open). A block
  *   is allocated at the current end-footer position: its sector bitmap, then its data, then the footer rewritten
  *   at the new end; the BAT entry goes to the file only at the next flush, after an fdatasync that made the block,
@@ -22,7 +23,7 @@
 import fs from 'node:fs'
 import fsp, { type FileHandle } from 'node:fs/promises'
 import { AppErrorCode, EngineError, FormatError } from '../../engine/errors.js'
-import { punchHoleAsync, zeroRangeAsync } from '../../platform/sparse.js'
+import { extents as sparseExtents, punchHoleAsync, zeroRangeAsync } from '../../platform/sparse.js'
 import type { Extent, ExtentState, OpenOptions, VirtualDisk, WriteFlags } from '../virtual-disk.js'
 import { allSet, runLength, setBits } from './vhd-bitmap.js'
 import { BAT_UNALLOCATED, DYNAMIC_HEADER_SIZE, FOOTER_SIZE, SECTOR, VhdDiskType, bitmapBytesFor, encodeFooter, type VhdDynamicHeader, type VhdFooter } from './vhd-layout.js'
@@ -185,7 +186,16 @@ export class VhdDisk implements VirtualDisk {
       else out.push({ offset: o, length: l, state })
     }
     if (this.type === 'fixed') {
-      if (length > 0) push(offset, length, 'data')
+      // Holes in the file (a sparse fixed VHD) read as zeros; the kernel's map says where they are.
+      for (let at = offset; at < offset + length; ) {
+        const runs = sparseExtents(this.fd, at, offset + length - at, 4096)
+        if (runs.length === 0) break
+        for (const [o, l, isData] of runs) push(o, l, isData ? 'data' : 'zero')
+        const last = runs[runs.length - 1]!
+        at = last[0] + last[1]
+      }
+      const covered = out.length ? out[out.length - 1]!.offset + out[out.length - 1]!.length : offset
+      if (covered < offset + length) push(covered, offset + length - covered, 'data')
       return out
     }
     const missing: ExtentState = this.type === 'differencing' ? 'parent' : 'unallocated'
