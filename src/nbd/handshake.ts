@@ -155,9 +155,11 @@ export class Handshake {
     if (!exp) throw new ProtocolError('nbd', `NBD_OPT_EXPORT_NAME: no export named '${name}'`)
     const b = Buffer.alloc(10 + (this.noZeroes ? 0 : EXPORT_NAME_PADDING_BYTES))
     b.writeBigUInt64BE(BigInt(exp.disk.size), 0) // export size
-    b.writeUInt16BE(transmissionFlags(exp, false), 8) // transmission flags (no structured replies via this path)
+    b.writeUInt16BE(transmissionFlags(exp, this.structured), 8) // transmission flags
     this.host.send(b)
-    return { kind: 'go', export: exp, structured: false, contexts: [] }
+    // structured replies and meta contexts negotiated earlier apply to EXPORT_NAME as they do to GO
+    const contexts = this.selected && this.selected.export === exp ? this.selected.contexts : []
+    return { kind: 'go', export: exp, structured: this.structured, contexts }
   }
 
   private infoOrGo(option: number, data: Buffer): HandshakeStep {
