@@ -31,7 +31,10 @@ export async function checkDisk(path: string): Promise<CheckResult> {
     problems = format === 'vhd' ? await checkVhd(path) : format === 'vhdx' ? await checkVhdx(path) : await checkRaw(path)
   } catch (err) {
     if (!(err instanceof FormatError)) throw err
-    const p: Problem = { structure: err.structure, offset: err.offset === null ? null : Number(err.offset), message: err.message, severity: 'error' }
+    // The problem's fields carry file, structure and offset; keep only the detail in the message.
+    const prefix = `${err.file}: ${err.structure}${err.offset === null ? '' : ` at offset ${err.offset}`}: `
+    const message = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message
+    const p: Problem = { structure: err.structure, offset: err.offset === null ? null : Number(err.offset), message, severity: 'error' }
     return { path, format, status: 'unreadable', errors: 1, warnings: 0, problems: [p] }
   }
   const errors = problems.filter(p => p.severity === 'error').length
