@@ -23,6 +23,59 @@ export function bitmapToRanges(bitmap: DenseBitmap, granularityBytes: number, di
   return out
 }
 
+/**
+ * Ranges packed in typed arrays: the hot-path form of a query answer. Producing 330 000 `{offset, length}` objects
+ * costs about 13 ms of allocation and GC in V8; filling two Float64Arrays costs about 2 ms. toArray() builds the
+ * object form for JSON and callers that want it.
+ */
+export class RangeList {
+  offsets: Float64Array
+  lengths: Float64Array
+  count = 0
+
+  constructor(capacity = 1024) {
+    this.offsets = new Float64Array(capacity)
+    this.lengths = new Float64Array(capacity)
+  }
+
+  push(offset: number, length: number): void {
+    if (this.count === this.offsets.length) {
+      const o = new Float64Array(this.count * 2)
+      const l = new Float64Array(this.count * 2)
+      o.set(this.offsets)
+      l.set(this.lengths)
+      this.offsets = o
+      this.lengths = l
+    }
+    this.offsets[this.count] = offset
+    this.lengths[this.count] = length
+    this.count++
+  }
+
+  totalBytes(): number {
+    let n = 0
+    for (let i = 0; i < this.count; i++) n += this.lengths[i]!
+    return n
+  }
+
+  toArray(): ByteRange[] {
+    const out = new Array<ByteRange>(this.count)
+    for (let i = 0; i < this.count; i++) out[i] = { offset: this.offsets[i]!, length: this.lengths[i]! }
+    return out
+  }
+}
+
+/** Runs of `bitmap` as a packed RangeList of bytes (see bitmapToRanges). */
+export function bitmapToRangeList(bitmap: DenseBitmap, granularityBytes: number, diskSizeBytes: number): RangeList {
+  const out = new RangeList()
+  bitmap.forEachRun((start, count) => {
+    const offset = start * granularityBytes
+    const end = Math.min((start + count) * granularityBytes, diskSizeBytes)
+    if (end > offset) out.push(offset, end - offset)
+  })
+  return out
+}
+
 /** Sort and merge overlapping or touching ranges. */
 export function mergeRanges(ranges: ByteRange[]): ByteRange[] {
   const sorted = [...ranges].filter(r => r.length > 0).sort((a, b) => a.offset - b.offset)
