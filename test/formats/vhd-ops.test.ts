@@ -104,3 +104,18 @@ t.test('vhd.check exit codes: problems 1, unreadable 2; missing file propagates 
   t.equal(exit(r2), 2)
   await t.rejects(call('vhd.check', { path: join(dir, 'none.vhd') }), { code: 'ENOENT' })
 })
+
+t.test('vhd.check on a differencing VHDX whose parent changed or vanished', async t => {
+  const dir = tempDir(t)
+  const base = join(dir, 'base.vhdx')
+  const child = join(dir, 'child.avhdx')
+  await call('vhd.create', { path: base, size: '8M', blockSize: '1M' })
+  await call('vhd.create', { path: child, parent: base })
+  t.equal((await call('vhd.check', { path: child })).status, 'clean')
+  const input = join(dir, 'in.bin')
+  writeFileSync(input, Buffer.alloc(512, 1))
+  await call('vhd.write', { path: base, offset: 0, input }) // changes the parent's DataWriteGuid
+  const r = await call('vhd.check', { path: child })
+  t.equal(r.status, 'problems')
+  t.match(r.problems[0], { structure: 'VHDX parent', severity: 'error', message: /DataWriteGuid/ })
+})
