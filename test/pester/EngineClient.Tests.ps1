@@ -6,7 +6,7 @@ BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $script:Dir = New-TestFolder
     $script:Disk = Join-Path $Dir 'disk.raw'
-    [System.IO.File]::WriteAllBytes($Disk, [byte[]]::new(64KB))
+    [System.IO.File]::WriteAllBytes($Disk, [byte[]]::new(65536))
     $script:SavedEngine = $env:HVCBT_ENGINE
 
     function Use-StandIn([string]$Mode) {
@@ -265,7 +265,7 @@ Describe 'Stopping a call' {
             $null = $ps.AddScript('Remove-Module HvCbt').Invoke()
             $ps.Dispose()
             $env:HVCBT_ENGINE = $SavedEngine
-            Remove-Item Env:\HVCBT_STANDIN_MODE, Env:\HVCBT_STANDIN_LOG -ErrorAction SilentlyContinue
+            Remove-Item -Path @('Env:\HVCBT_STANDIN_MODE', 'Env:\HVCBT_STANDIN_LOG') -ErrorAction SilentlyContinue
         }
     }
 }

@@ -139,7 +139,7 @@ Describe 'Get-VhdFileInfo errors' {
     It 'reports a damaged VHDX with the engine''s InvalidData category, and goes on' {
         # The VHDX file signature followed by zeros: no valid header at 64 KiB or 128 KiB.
         $junk = Join-Path $Dir 'junk.vhdx'
-        $bytes = [byte[]]::new(1MB)
+        $bytes = [byte[]]::new(1048576)
         [System.Text.Encoding]::ASCII.GetBytes('vhdxfile').CopyTo($bytes, 0)
         [System.IO.File]::WriteAllBytes($junk, $bytes)
         try {

@@ -40,7 +40,7 @@ function New-QemuDisk {
 function Get-QemuInfo {
     # qemu-img info with the format named: probing alone takes a fixed VHD for a raw image.
     param([string]$Path, [string]$Format)
-    $json = & $script:QemuImg info -f $Format --output=json $Path
+    $json = & $script:QemuImg info -f $Format '--output=json' $Path
     if ($LASTEXITCODE -ne 0) { throw "qemu-img info $Path failed with $LASTEXITCODE" }
     $json | ConvertFrom-Json
 }
