@@ -28,6 +28,8 @@ export interface WitnessClientOptions {
   fileServerAddress: string
   /** This computer's name (Register ClientComputerName). */
   clientName: string
+  /** More addresses to ask for the interface list when the file-server node does not answer. */
+  witnessServers?: string[]
   /** Witness port on every node; undefined = ask the endpoint mapper. */
   port?: number
   epmPort?: number
@@ -115,7 +117,7 @@ export class WitnessClient extends EventEmitter {
   private async interfaceList(): Promise<swn.WitnessInterfaceInfo[]> {
     const known = this.lastList.map(i => i.ipv4).filter(a => a !== '0.0.0.0')
     let lastError: unknown = null
-    for (const address of [...new Set([this.st.fileServerAddress, ...known])]) {
+    for (const address of [...new Set([this.st.fileServerAddress, ...(this.opts.witnessServers ?? []), ...known])]) {
       try {
         const c = await this.connect(address)
         try {
@@ -157,9 +159,12 @@ export class WitnessClient extends EventEmitter {
     this.lastList = list
     const fsNode = list.find(i => i.ipv4 === this.st.fileServerAddress || i.ipv6 === this.st.fileServerAddress)?.interfaceGroupName ?? null
     this.st.fileServerNode = fsNode
-    const candidates = list.filter(i =>
-      i.flags & swn.InterfaceFlag.interfaceWitness && i.state === swn.InterfaceState.available &&
-      i.interfaceGroupName.toUpperCase() !== (fsNode ?? '').toUpperCase())
+    // Interfaces flagged INTERFACE_WITNESS first; when the list came from a node other than the file server, that
+    // node's own interfaces are not flagged but are still a witness for this file server.
+    const others = list.filter(i =>
+      i.state === swn.InterfaceState.available && i.interfaceGroupName.toUpperCase() !== (fsNode ?? '').toUpperCase())
+    const flagged = others.filter(i => i.flags & swn.InterfaceFlag.interfaceWitness)
+    const candidates = [...flagged, ...others.filter(i => !flagged.includes(i))]
     const pick = candidates.find(i => !this.avoid.has(i.interfaceGroupName)) ?? candidates[0]
     if (!pick) throw new Error(`no witness interface available on a node other than ${fsNode ?? this.st.fileServerAddress}`)
     const address = pick.flags & swn.InterfaceFlag.ipv4 ? pick.ipv4 : pick.ipv6
