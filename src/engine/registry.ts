@@ -9,6 +9,7 @@ import { vhdOpsMethods } from './methods/vhd-ops.js'
 import { nbdMethods } from './methods/nbd.js'
 import { trackingMethods } from './methods/tracking.js'
 import { backupMethods } from './methods/backup.js'
+import { witnessMethods } from './methods/witness.js'
 
 export const methods: readonly AnyMethod[] = [
   ...engineMethods,
@@ -17,6 +18,7 @@ export const methods: readonly AnyMethod[] = [
   ...nbdMethods,
   ...trackingMethods,
   ...backupMethods,
+  ...witnessMethods,
 ]
 
 const byName = new Map(methods.map(m => [m.name, m]))
