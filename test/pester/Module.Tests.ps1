@@ -86,3 +86,34 @@ Describe 'Get-Help Get-VhdFileInfo -Examples' {
         $text | Should -Match 'Get-ChildItem .* \| Get-VhdFileInfo'
     }
 }
+
+Describe 'about_HvCbt' {
+    It 'explains engine resolution, lifetime and errors' {
+        $text = Get-Help about_HvCbt | Out-String
+        $text | Should -Match 'HVCBT_ENGINE'
+        $text | Should -Match 'Remove-Module HvCbt'
+        $text | Should -Match 'ErrorAction Stop'
+    }
+}
+
+Describe 'The compiled engine client cache' {
+    It 'compiles once into the per-user cache and loads the compiled copy in the next session' {
+        $cache = New-TestFolder
+        $savedCacheHome = $env:XDG_CACHE_HOME
+        try {
+            $script = "Import-Module '$ModuleManifest'; [HvCbt.EngineClient].Assembly.Location"
+            $env:XDG_CACHE_HOME = $cache
+            $first = & $Pwsh -NoProfile -NonInteractive -Command $script
+            $dlls = @(Get-ChildItem -LiteralPath (Join-Path $cache 'hvcbt') -Filter '*.dll')
+            $second = & $Pwsh -NoProfile -NonInteractive -Command $script
+            $dlls.Count | Should -Be 1
+            $dlls[0].Name | Should -Match "^HvCbt\.EngineClient-[0-9A-F]{16}-pwsh$([regex]::Escape($PSVersionTable.PSVersion.ToString()))\.dll$"
+            $first | Should -Be $dlls[0].FullName
+            $second | Should -Be $dlls[0].FullName
+            @(Get-ChildItem -LiteralPath (Join-Path $cache 'hvcbt') -Filter '*.partial').Count | Should -Be 0
+        } finally {
+            $env:XDG_CACHE_HOME = $savedCacheHome
+            Remove-Item -LiteralPath $cache -Recurse -Force -ErrorAction SilentlyContinue
+        }
+    }
+}
