@@ -5,7 +5,7 @@
  * the dynamic header, the BAT, the locators and the bitmaps, truncation), and in half of the cases recomputes the
  * footer and dynamic-header checksums so the damage reaches past the checksum tests. Then it runs every reader:
  * inspectVhd, openVhd (read-only, with the seed's parent where it has one) with reads at random places and a full
- * extents map, and checkVhd. A FormatError is the expected outcome for bad input; anything else thrown, an
+ * extents map, checkVhd, and in some iterations a read-write open with writes, zeroings and a flush. A FormatError is the expected outcome for bad input; anything else thrown, an
  * iteration slower than `maxIterationMs`, or a heap above `maxHeapBytes` is a finding.
  */
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -102,6 +102,29 @@ async function exercise(path: string, parentPath: string | undefined, r: () => n
     await disk.close()
   }
   await checkVhd(path)
+  if (r() < 0.3) {
+    // Writing into a damaged file: allocation, footer moves and flushes must fail cleanly or succeed.
+    const rwParent = parentPath ? await openVhd(parentPath, { readOnly: true }) : null
+    let rw: VirtualDisk
+    try {
+      rw = await openVhd(path, {}, rwParent)
+    } catch (err) {
+      await rwParent?.close()
+      throw err
+    }
+    try {
+      const sectors = Math.floor(rw.size / 512)
+      for (let i = 0; i < 3 && sectors > 0; i++) {
+        const len = Math.min(sectors, 1 + Math.floor(r() * 2048))
+        const first = Math.floor(r() * (sectors - len + 1))
+        if (r() < 0.3) await rw.writeZeroes(first * 512, len * 512)
+        else await rw.write(first * 512, new Uint8Array(len * 512).fill(0x5a))
+      }
+      await rw.flush()
+    } finally {
+      await rw.close()
+    }
+  }
 }
 
 export async function fuzzVhd(seeds: FuzzSeed[], iterations: number, seed: number, work: string, opts: { maxIterationMs?: number; maxHeapBytes?: number } = {}): Promise<FuzzStats> {

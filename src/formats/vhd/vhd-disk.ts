@@ -349,7 +349,10 @@ export class VhdDisk implements VirtualDisk {
   /** After a crash the end of the file may not be a footer: put one back after the last used byte. */
   private async restoreEndFooter(meta: VhdMetadata): Promise<void> {
     let end = Math.max(this.dh ? meta.footer.dataOffset + DYNAMIC_HEADER_SIZE : 0, this.dh ? this.dh.tableOffset + Math.ceil(this.bat.length * 4 / SECTOR) * SECTOR : 0)
-    for (const l of this.dh?.locators ?? []) if (l.platformCode !== 0) end = Math.max(end, l.platformDataOffset + l.platformDataLength)
+    for (const l of this.dh?.locators ?? []) {
+      const locatorEnd = l.platformDataOffset + l.platformDataLength
+      if (l.platformCode !== 0 && l.platformDataOffset >= FOOTER_SIZE && locatorEnd <= meta.fileSize) end = Math.max(end, locatorEnd)
+    }
     for (const e of this.bat) if (e !== BAT_UNALLOCATED) end = Math.max(end, e * SECTOR + this.bitmapBytes + this.blockSize)
     end = Math.ceil(end / SECTOR) * SECTOR
     await pwriteFull(this.fd, encodeFooter(this.footer), end)
