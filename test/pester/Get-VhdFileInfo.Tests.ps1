@@ -97,6 +97,28 @@ Describe 'Get-VhdFileInfo on qemu-img disks' {
         }
     }
 
+    It 'reports a differencing VHDX and its parent as libvhdi sees them' {
+        if (-not $VhdiInfo) { Set-ItResult -Skipped -Because 'vhdiinfo not installed (Debian package libvhdi-utils)' }
+        # qemu-img cannot create differencing VHDX files; the engine's own vhd.create makes the child, and
+        # libvhdi (an independent reader) is the reference.
+        $parent = Join-Path $Dir 'dyn.vhdx'
+        $child = Join-Path $Dir 'child.avhdx'
+        & (Get-Module HvCbt) { param($c, $p) Invoke-HvCbtEngine -Method 'vhd.create' -Params @{ path = $c; parent = $p } -ErrorAction Stop } $child $parent | Out-Null
+        try {
+            $i = Get-VhdFileInfo $child -ErrorAction Stop
+            $i.VhdFormat | Should -Be 'VHDX'
+            $i.VhdType | Should -Be 'Differencing'
+            $i.Size | Should -Be (Get-VhdFileInfo $parent).Size
+            $i.ParentPath | Should -Match '(^|[\\/])dyn\.vhdx$'
+            $vhdi = (& $VhdiInfo $child) -join "`n"
+            $vhdi | Should -Match 'Disk type\s*:\s*Differential'
+            $vhdi | Should -Match "Media size\s*:.*\($($i.Size) bytes\)"
+            $vhdi | Should -Match 'Parent filename\s*:.*dyn\.vhdx'
+        } finally {
+            Remove-Item -LiteralPath $child -ErrorAction SilentlyContinue
+        }
+    }
+
     It 'shows a table by default' {
         $text = Get-VhdFileInfo (Join-Path $Dir 'dyn.vhdx') | Out-String -Width 200
         $text | Should -Match 'VhdFormat\s+VhdType\s+Size\s+FileSize\s+Path'

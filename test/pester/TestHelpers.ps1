@@ -7,6 +7,7 @@ $script:StandInEngine = Join-Path $PSScriptRoot 'stand-in-engine.mjs'
 # This PowerShell, for child sessions: the .NET-tool pwsh runs as `dotnet pwsh.dll`, so find the launcher.
 $script:Pwsh = @((Join-Path $script:RepoRoot '.tools/pwsh/pwsh'), (Get-Command pwsh -CommandType Application -ErrorAction Ignore |
         Select-Object -First 1).Source) | Where-Object { $_ -and (Test-Path -LiteralPath $_) } | Select-Object -First 1
+$script:VhdiInfo = (Get-Command vhdiinfo -CommandType Application -ErrorAction Ignore | Select-Object -First 1).Source
 $script:QemuImg = (Get-Command qemu-img -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1).Source
 
 function Import-HvCbtUnderTest {
