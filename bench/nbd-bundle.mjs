@@ -9,8 +9,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
-/** Import NbdServer, openRaw and openDisk (plus fuzzNbd when `withFuzz`). */
-export async function loadNbd({ withFuzz = false } = {}) {
+/**
+ * Import NbdServer, openRaw and openDisk (plus fuzzNbd when `withFuzz`, and runExportCrashTrial and RpcProcess when
+ * `withCrash`; those run the engine from dist/, so `npm run build:ts` first).
+ */
+export async function loadNbd({ withFuzz = false, withCrash = false } = {}) {
   const lines = [
     `export { NbdServer } from ${JSON.stringify(join(root, 'src/nbd/server.ts'))}`,
     `export { openRaw } from ${JSON.stringify(join(root, 'src/formats/raw/raw-disk.ts'))}`,
@@ -18,6 +21,10 @@ export async function loadNbd({ withFuzz = false } = {}) {
     `export { sparseSupport } from ${JSON.stringify(join(root, 'src/platform/sparse.ts'))}`,
   ]
   if (withFuzz) lines.push(`export { fuzzNbd } from ${JSON.stringify(join(root, 'test/nbd/nbd-fuzz-core.ts'))}`)
+  if (withCrash) {
+    lines.push(`export { runExportCrashTrial } from ${JSON.stringify(join(root, 'test/nbd/export-crash-core.ts'))}`)
+    lines.push(`export { RpcProcess } from ${JSON.stringify(join(root, 'test/helpers/engine.ts'))}`)
+  }
   const dir = mkdtempSync(join(root, 'bench', 'nbd-bundle.tmp-'))
   const outfile = join(dir, 'nbd.mjs')
   try {
