@@ -604,7 +604,10 @@ export class TrackingStore {
       let done!: () => void
       this.journalReady = new Promise<void>(res => { done = res })
       try {
-        this.journal = await CoarseJournal.create(path.join(dir, `journal-${st.journalEpoch}.mrt`), header)
+        // Carry the regions the closing epoch's writes touched (same generation and geometry only).
+        const carried = oldJournal && oldJournal.header.generation === st.generation &&
+          oldJournal.header.regionCount === header.regionCount ? oldJournal.touched.clone() : undefined
+        this.journal = await CoarseJournal.create(path.join(dir, `journal-${st.journalEpoch}.mrt`), header, carried)
       } finally {
         done()
       }

@@ -91,7 +91,7 @@ t.test('crash: live bitmap rebuilt from persistent copy OR journal, status says 
 })
 
 t.test('journal: one sync per new region, none for durable regions, concurrent writers share a sync', async t => {
-  const disk = await setup(t)
+  const disk = await setup(t, 128 * MiB)
   await enable(disk)
   const s = await openRw(disk)
   const before = s.journalSyncCount
@@ -101,7 +101,16 @@ t.test('journal: one sync per new region, none for durable regions, concurrent w
   await Promise.all([s.markWrite(16 * MiB, 4096), s.markWrite(32 * MiB, 4096), s.markWrite(48 * MiB, 4096)])
   t.ok(s.journalSyncCount - before <= 3, `batched: ${s.journalSyncCount - before} syncs in total`)
   await s.checkpoint()
-  t.not(s.markWrite(0, 4096), undefined, 'a new epoch after a checkpoint starts cold')
+  t.equal(s.markWrite(0, 4096), undefined, 'regions touched in the previous epoch are carried over (still warm)')
+  await s.checkpoint()
+  await s.checkpoint()
+  t.not(s.markWrite(0, 4096), undefined, 'a region idle for a whole epoch is cold again')
+  // A sequential stream: the write to region 1 (after region 0) marks regions 1..8 in one sync.
+  await s.markWrite(0, 4096)
+  const seq0 = s.journalSyncCount
+  await s.markWrite(8 * MiB, 4096)
+  t.equal(s.markWrite(8 * MiB * 5, 4096), undefined, 'regions ahead of a sequential writer are already durable')
+  t.equal(s.journalSyncCount - seq0, 1)
   await s.close()
 })
 
