@@ -25,7 +25,7 @@ import type { VirtualDisk } from '../formats/virtual-disk.js'
 import { probeDiskIdentity } from '../tracking/disk-identity.js'
 import type { ByteRange } from '../tracking/ranges.js'
 import { chooseChanges, openTracking, stopped } from './change-source.js'
-import { sha256Hex } from './chunk-codec.js'
+import { sha256HexAsync } from './chunk-codec.js'
 import {
   HASH_BYTES, ZERO_HASH, newBackupId, type BackupMode, type BackupStats, type ChangeSource, type DiskDescription, type Manifest,
 } from './manifest.js'
@@ -67,6 +67,8 @@ export interface BackupResult {
   changedBytesChunkRounded: number
   stats: BackupStats
   durationMs: number
+  /** Where the time went: prepare (describe, base), changes (tracking/source), copy (read+hash+store), commit. */
+  phasesMs: Record<string, number>
 }
 
 /** Describe the disk for the manifest (and to find earlier backups of it). */
@@ -131,6 +133,10 @@ async function runBackup(o: BackupOptions, repo: Repository, path: string, disk:
     mode = 'full'
     base = null
   }
+  const phases: Record<string, number> = {}
+  let mark = Date.now()
+  const phase = (name: string): void => { const n = Date.now(); phases[name] = n - mark; mark = n }
+  phase('prepare')
   const tracking = await openTracking(path, disk.size)
   let changes
   try {
@@ -143,7 +149,10 @@ async function runBackup(o: BackupOptions, repo: Repository, path: string, disk:
   changes.reasons.unshift(...reasonsPre)
   try {
     const baseList = base ? await repo.readChunkList(base) : null
+    for (const m of manifests) repo.trustChunks(m === base && baseList ? baseList : await repo.readChunkList(m).catch(() => Buffer.alloc(0)))
+    phase('changes')
     const { list, stats, changedBytes, imageSha256 } = await examine(o, repo, disk, chunkCount, changes.ranges, baseList)
+    phase('copy')
     const m: Manifest = {
       format: 'hvcbt-backup-manifest', version: 1, id: newBackupId(), mode, disk: desc, chunkSizeBytes: chunk, chunkCount,
       chunkListSha256: createHash('sha256').update(list).digest('hex'), imageSha256,
@@ -151,12 +160,13 @@ async function runBackup(o: BackupOptions, repo: Repository, path: string, disk:
       referencePoint: changes.referencePoint, parentId: base?.id ?? null, startedAt, finishedAt: new Date().toISOString(), stats,
     }
     await repo.writeManifest(m, list)
+    phase('commit')
     if (tracking.store) await dropOldReferencePoints(tracking.store, [...manifests, m], path, m, log)
     return {
       id: m.id, repo: repo.dir, disk: path, requestedMode: requested, mode, parentId: m.parentId, changeSource: m.changeSource,
       fellBack: changes.fellBack, reasons: changes.reasons, referencePoint: m.referencePoint?.id ?? null,
       virtualSizeBytes: disk.size, chunkSizeBytes: chunk, changedBytesChunkRounded: changedBytes, stats,
-      durationMs: Date.now() - t0,
+      durationMs: Date.now() - t0, phasesMs: phases,
     }
   } catch (err) {
     // The new reference point would make the next backup miss nothing (it only splits segments), but it is noise.
@@ -261,7 +271,7 @@ async function examine(o: BackupOptions, repo: Repository, disk: VirtualDisk, co
           ZERO_HASH.copy(slot)
           stats.chunksZero++
         } else {
-          const hash = sha256Hex(data)
+          const hash = await sha256HexAsync(data)
           const h = Buffer.from(hash, 'hex')
           if (!baseList || !h.equals(slot)) stats.chunksChanged++
           h.copy(slot)

@@ -19,11 +19,12 @@
  * directions (docs/backup.md has the figures), which matters because restore must keep up with `cp`. The native
  * module is loaded by process.dlopen of its .node file: from the npm platform package in development, from the
  * SEA asset `lz4-napi.node` in the single executable (extracted once to the temp directory, like the sparse
- * addon). When it cannot be loaded the engine still works: new chunks are stored uncompressed, and existing lz4
+ * addon); HVCBT_LZ4_ADDON=<path of the .node file> overrides both. When it cannot be loaded the engine still
+ * works: new chunks are stored uncompressed, and existing lz4
  * chunks are decoded by the small pure-JS LZ4 block decoder below (slower, but a repository never becomes
  * unreadable).
  */
-import { createHash } from 'node:crypto'
+import { createHash, webcrypto } from 'node:crypto'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
@@ -62,7 +63,7 @@ function loadLz4(): { binding: Lz4Binding | null; reason: string | null } {
   if (process.env.HVCBT_NO_LZ4 === '1') return (lz4 = { binding: null, reason: 'disabled by HVCBT_NO_LZ4=1' })
   try {
     const require = createRequire(import.meta.url)
-    const file = seaAsset(require) ?? devAddon(require)
+    const file = process.env.HVCBT_LZ4_ADDON || seaAsset(require) || devAddon(require)
     const mod = { exports: {} as Record<string, unknown> }
     process.dlopen(mod, file)
     const b = mod.exports as unknown as Lz4Binding
@@ -227,4 +228,12 @@ export function lz4BlockDecode(src: Uint8Array, rawBytes: number): Buffer {
 /** SHA-256 of `data`, lower-case hex (the chunk's name). */
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
+}
+
+/**
+ * The same hash computed on the libuv thread pool (WebCrypto digest), so several chunks hash in parallel on
+ * several cores while the main thread goes on with I/O: restore and backup throughput are bound by SHA-256.
+ */
+export async function sha256HexAsync(data: Uint8Array): Promise<string> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex')
 }

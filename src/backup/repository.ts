@@ -8,17 +8,19 @@
  *   manifests/<id>.json     one per backup, the commit point (manifest.ts)
  *   manifests/<id>.chunks   its chunk list
  *
- * Atomicity: every file is written to a temporary name, fsynced, renamed into place; the directories a backup
- * touched are fsynced before its manifest is committed. A backup killed midway leaves only whole chunks (and
- * maybe `*.tmp` files, removed on the next write): chunks without a manifest are harmless, reused by the next
- * backup (it skips writing chunks the repository already has) and removed by prune's garbage collection.
+ * Atomicity: every file is written to a temporary name and renamed into place. Chunk files are fsynced in one
+ * parallel batch (then their directories) just before the manifest that references them is committed, which is
+ * written with temp + fsync + rename + fsync dir: a manifest never names a chunk that is not durable. A backup
+ * killed midway leaves whole chunks without a manifest (and maybe `*.tmp` files, removed on the next write):
+ * harmless, reused by the next backup after a read-and-hash check (a power loss may have torn an unsynced one),
+ * and removed by prune's garbage collection. Chunks of committed manifests are trusted without re-reading.
  */
 import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
 import { fsyncDir, writeFileAtomic } from '../tracking/atomic-file.js'
-import { decodeChunk, encodeChunk, sha256Hex, type CodecName } from './chunk-codec.js'
+import { decodeChunk, encodeChunk, sha256HexAsync, type CodecName } from './chunk-codec.js'
 import { acquireLock, type RepositoryLock } from './repository-lock.js'
 import { BACKUP_ID_PATTERN, chunkListPath, manifestPath, parseManifest, readChunkList, type Manifest } from './manifest.js'
 
@@ -123,30 +125,63 @@ export class Repository {
   }
 
   /**
-   * Store `data` under `hash` (the caller hashed it) unless present. Returns the bytes written (0 if present).
-   * The chunk file is fsynced before its rename; its directory is fsynced by syncChunks() before the manifest.
+   * Hashes whose chunk files are known durable and intact: referenced by a committed manifest (chunks are synced
+   * before a manifest commits) or checked in this run. Other files found under a hash (left by an interrupted
+   * backup, possibly torn by a power loss before their sync) are read and checked before reuse.
+   */
+  private trusted = new Set<string>()
+
+  /** Declare the chunks of committed manifests trusted (the backup does this with every chunk list it loads). */
+  trustChunks(list: Buffer): void {
+    for (let i = 0; i < list.length; i += 32) {
+      const h = list.subarray(i, i + 32)
+      if (h.some(b => b !== 0)) this.trusted.add(h.toString('hex'))
+    }
+  }
+
+  /**
+   * Store `data` under `hash` (the caller hashed it) unless an intact copy is present. Returns the bytes written
+   * (0 if present). The file is written and renamed into place; its data and directory are made durable in one
+   * batch by syncChunks(), before the manifest that references it is committed.
    */
   async putChunk(hash: string, data: Uint8Array, codec?: CodecName): Promise<number> {
     const file = this.chunkPath(hash)
-    if (await this.hasChunk(hash)) return 0
+    if (this.trusted.has(hash)) return 0
+    if (await this.hasChunk(hash)) {
+      const intact = await this.getChunk(hash).then(() => true, () => false)
+      if (intact) {
+        this.trusted.add(hash)
+        this.unsynced.add(file) // its sync may never have happened (the writer was killed): do it with ours
+        return 0
+      }
+    }
     const dir = path.dirname(file)
     await fsp.mkdir(dir, { recursive: true })
     const bytes = encodeChunk(data, codec)
     const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`
-    const h = await fsp.open(tmp, 'w')
-    try {
-      await h.writeFile(bytes)
-      await h.sync()
-    } finally {
-      await h.close()
-    }
+    await fsp.writeFile(tmp, bytes)
     await fsp.rename(tmp, file)
+    this.trusted.add(hash)
+    this.unsynced.add(file)
     this.touchedDirs.add(dir)
     return bytes.length
   }
 
-  /** Make every chunk stored so far durable (fsync the fan-out directories written to, then chunks/). */
+  /** Chunk files written (or reused unsynced) since the last syncChunks(). */
+  private unsynced = new Set<string>()
+
+  /** Make every chunk stored so far durable: fsync the files (8 at a time), then their directories, then chunks/. */
   async syncChunks(): Promise<void> {
+    const files = [...this.unsynced]
+    let next = 0
+    const worker = async (): Promise<void> => {
+      for (let k = next++; k < files.length; k = next++) {
+        const h = await fsp.open(files[k]!, 'r')
+        try { await h.sync() } finally { await h.close() }
+      }
+    }
+    await Promise.all(Array.from({ length: 8 }, worker))
+    this.unsynced.clear()
     for (const d of this.touchedDirs) await fsyncDir(d)
     if (this.touchedDirs.size) await fsyncDir(this.chunksDir)
     this.touchedDirs.clear()
@@ -165,7 +200,7 @@ export class Repository {
       throw err
     }
     const data = decodeChunk(bytes, file)
-    const actual = sha256Hex(data)
+    const actual = await sha256HexAsync(data)
     if (actual !== hash) throw new FormatError(file, 'chunk content', null, `SHA-256 is ${actual}, expected ${hash}`)
     return data
   }

@@ -21,7 +21,7 @@ import type { VirtualDisk } from '../formats/virtual-disk.js'
 import { createVhd } from '../formats/vhd/vhd-create.js'
 import { createVhdx } from '../formats/vhdx/index.js'
 import { TrackedDisk } from '../tracking/tracked-disk.js'
-import { sha256Hex } from './chunk-codec.js'
+import { sha256HexAsync } from './chunk-codec.js'
 import { chunkHashAt, type Manifest } from './manifest.js'
 import { Repository } from './repository.js'
 import { isZero } from './backup.js'
@@ -149,7 +149,7 @@ async function writeChunks(o: RestoreOptions, repo: Repository, m: Manifest, lis
       if (current) {
         const now = Buffer.allocUnsafe(len)
         await current.read(offset, now)
-        const same = hash === null ? isZero(now) : sha256Hex(now) === hash
+        const same = hash === null ? isZero(now) : (await sha256HexAsync(now)) === hash
         if (same) {
           chunksUnchanged++
         } else if (hash === null) {

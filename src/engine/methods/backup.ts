@@ -88,6 +88,7 @@ export const backupMethods = [
       changedBytesChunkRounded: Int,
       stats: Stats,
       durationMs: Int,
+      phasesMs: Type.Record(Type.String(), Int, { description: 'prepare, changes, copy, commit' }),
     }),
     cli: {
       positional: ['disk'],
