@@ -82,7 +82,7 @@ export class Connection {
     })
     stream.on('drain', () => void this.pump())
     stream.on('error', err => this.log('debug', `stream error: ${err.message}`))
-    stream.on('end', () => (this.phase === 'transmission' ? this.startDrain() : this.phase !== 'draining' && this.destroy()))
+    stream.on('end', () => (this.phase === 'transmission' ? this.startDrain('eof') : this.phase !== 'draining' && this.destroy()))
     // once our last bytes are flushed after end(), close both directions: the client has every reply
     stream.once('finish', () => this.destroy())
     stream.once('close', () => {
@@ -112,7 +112,7 @@ export class Connection {
   /** Stop taking requests, answer those in flight, then end the stream (server shutdown). */
   shutdown(): Promise<void> {
     if (this.phase === 'flags' || this.phase === 'options') this.destroy()
-    else if (this.phase === 'transmission') this.startDrain()
+    else if (this.phase === 'transmission') this.startDrain('shutdown')
     return this.closedPromise
   }
 
@@ -146,13 +146,13 @@ export class Connection {
               log: (level, m) => this.log(level, m),
             }, this.host.pool)
             this.phase = 'transmission'
-            if (this.host.shuttingDown) this.startDrain()
+            if (this.host.shuttingDown) this.startDrain('shutdown')
           }
         } else if (this.phase === 'transmission') {
           if (this.stream.writableLength > this.host.opts.maxQueuedReplyBytes) break // resumes on 'drain'
           const s = this.transmission!.step(this.queue)
           if (s === 'need-more' || s === 'blocked') break
-          if (s === 'disc') this.startDrain()
+          if (s === 'disc') this.startDrain('disc')
         } else {
           break
         }
@@ -196,10 +196,21 @@ export class Connection {
     void this.pump()
   }
 
-  private startDrain(): void {
+  /** Stop reading requests; `shutdown`: requests already received are answered ESHUTDOWN, as the spec asks. */
+  private startDrain(reason: 'disc' | 'eof' | 'shutdown'): void {
     if (this.phase === 'draining' || this.phase === 'closed') return
     this.phase = 'draining'
-    if (this.transmission) this.transmission.shuttingDown = true
+    const t = this.transmission
+    if (t) {
+      t.shuttingDown = true
+      try {
+        while (reason === 'shutdown' && t.step(this.queue, true) === 'continue') {
+          // each parsed request fails at once with ESHUTDOWN
+        }
+      } catch {
+        // a request with a bad magic: nothing after it can be answered
+      }
+    }
     this.queue.clear()
     if (!this.transmission || this.transmission.inFlight === 0) this.stream.end()
     this.drainTimer = setTimeout(() => this.destroy(), DRAIN_TIMEOUT_MS)

@@ -122,8 +122,11 @@ export class Transmission {
     this.readHoles = opts.readHoles === 'auto' ? !knowsHoles : opts.readHoles
   }
 
-  /** Parse and start at most one request. Throws ProtocolError when the stream cannot be trusted any more. */
-  step(queue: ByteQueue): TransmissionStep {
+  /**
+   * Parse and start at most one request. Throws ProtocolError when the stream cannot be trusted any more.
+   * `ignoreLimits`: admit regardless of the in-flight limits (while draining, when every request fails at once).
+   */
+  step(queue: ByteQueue, ignoreLimits = false): TransmissionStep {
     if (this.drainLeft > 0) {
       this.drainLeft -= queue.skip(this.drainLeft)
       if (this.drainLeft > 0) return 'need-more'
@@ -155,12 +158,12 @@ export class Transmission {
       }
       if (r.type === NBD_CMD_WRITE && r.length > this.opts.maxPayloadBytes) {
         this.drainLeft = r.length
-        return this.step(queue)
+        return this.step(queue, ignoreLimits)
       }
     }
     const r = this.header
     const cost = r.type === NBD_CMD_WRITE || r.type === NBD_CMD_READ ? r.length : 0
-    if (this.inFlight > 0 && (this.inFlight >= this.opts.maxInFlightRequests || this.inFlightBytes + cost > this.opts.maxInFlightBytes)) {
+    if (!ignoreLimits && this.inFlight > 0 && (this.inFlight >= this.opts.maxInFlightRequests || this.inFlightBytes + cost > this.opts.maxInFlightBytes)) {
       return 'blocked'
     }
     let payload: Buffer | null = null

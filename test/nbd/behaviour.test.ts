@@ -281,3 +281,26 @@ t.test('NBD_OPT_EXPORT_NAME: padding unless NO_ZEROES; earlier negotiation still
   t.equal(bs.chunks[0]!.kind === 'chunk' && bs.chunks[0]!.type, P.NBD_REPLY_TYPE_BLOCK_STATUS)
   s.close()
 })
+
+t.test('requests already received when close() begins are answered ESHUTDOWN', async t => {
+  const disk = new MemoryDisk(SIZE)
+  const server = new NbdServer([{ name: 'd', disk }], { maxInFlightRequests: 1 })
+  const { port } = await server.listen(0)
+  const c = await RawClient.connect(port)
+  await c.start()
+  await c.go('d', { structured: true })
+  disk.hook = async op => {
+    if (op === 'write') await new Promise(r => setTimeout(r, 150))
+  }
+  c.request(P.NBD_CMD_WRITE, 1n, 0, 512, 0, Buffer.alloc(512, 8))
+  c.request(P.NBD_CMD_READ, 2n, 0, 512) // waits behind the in-flight limit of 1
+  await new Promise(r => setTimeout(r, 50))
+  const closing = server.close()
+  const replies = [await c.readFullReply(), await c.readFullReply()]
+  const byCookie = new Map(replies.map(r => [r.cookie, r.error]))
+  t.equal(byCookie.get(1n), 0, 'the in-flight write completes')
+  t.equal(byCookie.get(2n), P.NBD_ESHUTDOWN, 'the queued read gets ESHUTDOWN')
+  t.ok(await c.closedWithin(2000), 'then the connection closes')
+  await closing
+  t.equal(disk.data[0], 8)
+})
