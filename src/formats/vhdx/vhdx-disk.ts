@@ -262,7 +262,7 @@ export class VhdxDisk implements VirtualDisk {
     return at
   }
 
-  write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
     this.assertWritable()
     return this.exclusive(async () => {
       await this.startSession()
@@ -391,7 +391,7 @@ export class VhdxDisk implements VirtualDisk {
     if (metadataChanged) await this.commitMetadata(new Map())
   }
 
-  writeZeroes(offset: number, length: number, flags?: WriteFlags): Promise<void> {
+  async writeZeroes(offset: number, length: number, flags?: WriteFlags): Promise<void> {
     this.assertWritable()
     return this.exclusive(async () => {
       await this.startSession()
@@ -400,7 +400,7 @@ export class VhdxDisk implements VirtualDisk {
     })
   }
 
-  trim(offset: number, length: number): Promise<void> {
+  async trim(offset: number, length: number): Promise<void> {
     this.assertWritable()
     // In a child, UNMAPPED might be read through to the parent by other implementations; ZERO is unambiguous.
     return this.exclusive(async () => {
@@ -414,7 +414,7 @@ export class VhdxDisk implements VirtualDisk {
    * metadata region is re-encoded and only the 4 KiB sectors that changed are logged and applied. Metadata only:
    * DataWriteGuid does not change.
    */
-  rewriteParentLocator(entries: Array<[string, string]>): Promise<void> {
+  async rewriteParentLocator(entries: Array<[string, string]>): Promise<void> {
     this.assertWritable()
     if (!this.hasParent) throw new EngineError(`${this.path}: not a differencing disk`, 'InvalidOperation')
     return this.exclusive(async () => {

@@ -197,3 +197,18 @@ t.test('every payload state reads as the spec says (0, 1, 2, 3, 5 zeros; 6 data)
   t.equal(readFileSync(p).readUInt32LE(BAT + 8) >>> 20, b.readUInt32LE(BAT + 8) >>> 20, 'the recorded offset was reused')
   if (haveQemu) t.equal(runStatus('qemu-img', ['check', '-f', 'vhdx', p]).status, 0, 'qemu-img check clean')
 })
+
+t.test('a sector bitmap entry in a file without a parent is refused', async t => {
+  const dir = tempDir(t)
+  const p = join(dir, 'sb.vhdx')
+  // 5 GiB with 32 MiB blocks: chunk ratio 128, so BAT entry 128 is chunk 0's sector bitmap entry.
+  await createVhdx(p, { sizeBytes: 5 * 1024 * MiB, type: 'dynamic', blockSizeBytes: 32 * MiB })
+  const fh = await import('node:fs/promises').then(m => m.open(p, 'r+'))
+  const entry = Buffer.alloc(8)
+  entry.writeUInt32LE((4 << 20) | 6, 0) // SB_BLOCK_PRESENT at 4 MiB
+  await fh.write(entry, 0, 8, BAT + 128 * 8)
+  await fh.truncate(6 * MiB)
+  await fh.close()
+  await t.rejects(openVhdx(p, { readOnly: true }), { name: 'FormatError', structure: 'BAT entry', offset: BAT + 128 * 8, message: /sector bitmap entry/ })
+  t.match(await checkVhdx(p), [{ structure: 'BAT entry 128', severity: 'error', message: /without a parent/ }])
+})

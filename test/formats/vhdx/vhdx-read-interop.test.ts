@@ -28,6 +28,7 @@ const cases: Array<[string, string, string]> = [
   ['1M blocks, dynamic', '64M', 'block_size=1M'],
   ['8M blocks, dynamic', '100M', 'block_size=8M'],
   ['32M blocks, dynamic', '200M', 'block_size=32M'],
+  ['256M blocks, dynamic', '520M', 'block_size=256M'],
   ['fixed, block_state_zero=off', '40M', 'subformat=fixed,block_state_zero=off'],
   ['fixed, block_state_zero=on', '40M', 'subformat=fixed,block_state_zero=on'],
 ]
