@@ -59,6 +59,14 @@ for (const lss of [512, 4096] as const) {
     const loc = await readParentLocator(child)
     t.equal(loc?.absoluteWin32Path, 'C:\\VMs\\base.vhdx')
     t.match(loc?.parentLinkage, /^[0-9a-f-]{36}$/)
+    if (hasTool('vhdiinfo')) {
+      const out = spawnSync('vhdiinfo', [child], { encoding: 'utf8' }).stdout
+      t.match(out, /Disk type\s*:\s*Differential/, 'vhdiinfo: differencing')
+      t.match(out, new RegExp(`Media size\\s*:.*\\(${size} bytes\\)`), 'vhdiinfo: size')
+      t.match(out, new RegExp(`Bytes per sector\\s*:\\s*${lss}`), 'vhdiinfo: sector size')
+      t.match(out, new RegExp(`Parent identifier\\s*:\\s*${loc?.parentLinkage}`), 'vhdiinfo: parent linkage')
+      t.match(out, /Parent filename\s*:\s*C:\\VMs\\base\.vhdx/, 'vhdiinfo: parent path')
+    }
 
     const d = await openVhdx(child, {}, resolver)
     const fresh = Buffer.alloc(size)
