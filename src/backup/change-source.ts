@@ -46,6 +46,11 @@ export async function openTracking(diskPath: string, sizeBytes: number): Promise
     const identity = await probeDiskIdentity(diskPath)
     return { store: await TrackingStore.open(diskPath, { identity, diskSizeBytes: sizeBytes }), note: null }
   } catch (err) {
+    if (err instanceof EngineError && err.category === 'ResourceBusy') {
+      // Someone is writing the disk (an NBD export holds the store): a copy now would mix moments in time.
+      throw new EngineError(`cannot back up ${diskPath} while it is open for writing: ${err.message}. A backup must ` +
+        'read one point in time; stop the writer (e.g. `hvcbt nbd stop`) first', 'ResourceBusy', err.code, err.data)
+    }
     return { store: null, note: `the tracking store cannot be opened: ${(err as Error).message}` }
   }
 }

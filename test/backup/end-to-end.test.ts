@@ -16,6 +16,7 @@ import { findMethod } from '../../src/engine/registry.js'
 import type { CallContext } from '../../src/engine/method.js'
 import { createVhdx } from '../../src/formats/vhdx/index.js'
 import { openDisk } from '../../src/formats/open.js'
+import { inspectDisk } from '../../src/formats/inspect.js'
 import { Repository } from '../../src/backup/repository.js'
 import { chunkHashAt } from '../../src/backup/manifest.js'
 import { MiB, missing, rng, run, tempDir } from '../nbd/helpers.js'
@@ -52,7 +53,8 @@ async function imageSha(file: string): Promise<string> {
 }
 
 /** Write `count` scattered 64 KiB-aligned runs through the NBD export with qemu-io; returns the chunk-rounded bytes. */
-async function changeThroughNbd(disk: string, next: () => number, count: number, touched: Set<number>): Promise<number> {
+async function changeThroughNbd(disk: string, next: () => number, count: number, touched: Set<number>,
+  whileServing?: () => Promise<void>): Promise<number> {
   const r = await call('nbd.serve', { disk, listen: '127.0.0.1:0' })
   const args: string[] = []
   const mine = new Set<number>()
@@ -64,7 +66,11 @@ async function changeThroughNbd(disk: string, next: () => number, count: number,
   }
   args.push('-c', 'flush')
   await run('qemu-io', ['-f', 'raw', r.uri, ...args])
-  await call('nbd.stop', { id: r.id })
+  try {
+    await whileServing?.()
+  } finally {
+    await call('nbd.stop', { id: r.id })
+  }
   return mine.size * CHUNK
 }
 
@@ -93,7 +99,10 @@ t.test('full, incremental (tracking via NBD writes), differential, restore, veri
 
   const next = rng(5)
   const touched1 = new Set<number>()
-  const changed1 = await changeThroughNbd(disk, next, 10, touched1) // ~0.6-1 % of 64 MiB
+  const changed1 = await changeThroughNbd(disk, next, 10, touched1, async () => {
+    // the export holds the disk open for writing: a backup now would not be one point in time
+    await t.rejects(call('backup.create', { disk, repo }), { category: 'ResourceBusy', message: /open for writing/ })
+  }) // ~0.6-1 % of 64 MiB
   shas.push(await imageSha(disk))
   const inc = await call('backup.create', { disk, repo })
   t.equal(inc.mode, 'incremental')
@@ -124,6 +133,7 @@ t.test('full, incremental (tracking via NBD writes), differential, restore, veri
     const out = path.join(dir, `r${k}.vhdx`)
     const r = await call('backup.restore', { repo, id: ids[k], output: out })
     t.equal(r.format, 'vhdx')
+    t.equal((await inspectDisk(out)).diskId, (await inspectDisk(disk)).diskId, 'the restored VHDX keeps the Virtual Disk ID')
     t.equal(await imageSha(out), shas[k], `restored VHDX of backup ${k} equals the image at that point`)
     await run('qemu-img', ['check', '-f', 'vhdx', out])
     t.pass(`qemu-img check passes on restored backup ${k}`)
