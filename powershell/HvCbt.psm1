@@ -25,11 +25,12 @@ foreach ($folder in 'Private', 'Public') {
     }
 }
 
-# Stop the engine when PowerShell exits. (EngineClient.cs also kills engines on process exit, and the engine exits
+# Stop the engine when PowerShell exits. The action runs outside the module's scope, so it calls the static
+# StopAll rather than a module function. (EngineClient.cs also kills engines on process exit, and the engine exits
 # by itself when its stdin closes, so an engine never outlives the session even if this event does not run.)
 $script:HvCbtExitingJob = Register-EngineEvent -SourceIdentifier PowerShell.Exiting -Action {
-    & $Event.MessageData
-} -MessageData $ExecutionContext.SessionState.Module.NewBoundScriptBlock({ Stop-HvCbtEngine -Confirm:$false })
+    [HvCbt.EngineClient]::StopAll()
+}
 
 $ExecutionContext.SessionState.Module.OnRemove = {
     Stop-HvCbtEngine -Confirm:$false

@@ -139,6 +139,15 @@ namespace HvCbt
             stdoutThread.Start();
         }
 
+        /// <summary>Stops every engine this process started (PowerShell.Exiting): each gets the orderly
+        /// Dispose (stdin closed, 3 s to finish, then killed).</summary>
+        public static void StopAll()
+        {
+            EngineClient[] all;
+            lock (Live) all = Live.ToArray();
+            foreach (var c in all) c.Dispose();
+        }
+
         /// <summary>Starts the engine, or returns null with the reason (no exception crosses into PowerShell, where
         /// a caught exception would still land in the caller's -ErrorVariable).</summary>
         public static EngineClient TryStart(string fileName, string[] args, out Exception error)

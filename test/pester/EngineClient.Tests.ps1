@@ -280,6 +280,18 @@ Describe 'Stopping the engine' {
         Wait-ProcessGone $enginePid -TimeoutMs 1000 | Should -BeTrue
     }
 
+    It 'stops the engine when the PowerShell.Exiting event fires' {
+        # In a child session, so firing the event cannot disturb this one; the child checks before it exits (at
+        # exit the engine would stop anyway, its stdin closing).
+        $script = "Import-Module '$ModuleManifest'; `$null = Get-VhdFileInfo '$Disk' -ErrorAction Stop; " +
+        "`$c = & (Get-Module HvCbt) { `$script:HvCbtEngine }; `$null = New-Event -SourceIdentifier PowerShell.Exiting; " +
+        "`$sw = [Diagnostics.Stopwatch]::StartNew(); while (`$c.IsAlive -and `$sw.ElapsedMilliseconds -lt 5000) { Start-Sleep -Milliseconds 50 }; " +
+        "'alive=' + `$c.IsAlive + ' exists=' + (Test-Path /proc/`$(`$c.ProcessId))"
+        $out = & $Pwsh -NoProfile -NonInteractive -Command $script
+        $LASTEXITCODE | Should -Be 0
+        $out | Select-Object -Last 1 | Should -Be 'alive=False exists=False'
+    }
+
     It 'stops the engine process when PowerShell exits' {
         $script = "Import-Module '$ModuleManifest'; `$null = Get-VhdFileInfo '$Disk' -ErrorAction Stop; " +
         "& (Get-Module HvCbt) { `$script:HvCbtEngine.ProcessId }"
