@@ -15,12 +15,16 @@ const dir = mkdtempSync(join(tmpdir(), 'hvcbt-nbd-crash-'))
 const rpc = new RpcProcess()
 const failures = []
 let acked = 0
+let reported = 0
+let writtenRegions = 0
 let killedAfterMaxMs = 0
 const t0 = Date.now()
 try {
   for (let seed = first; seed < first + trials; seed++) {
     const r = await runExportCrashTrial(dir, rpc, seed)
     acked += r.writesAcked
+    reported += r.reportedBytes
+    writtenRegions += r.writtenRegionBytes
     killedAfterMaxMs = Math.max(killedAfterMaxMs, r.killedAfterMs)
     if (!r.ok || r.writesAcked === 0) failures.push({ seed, ...r })
     if ((seed - first + 1) % 20 === 0) console.error(`${seed - first + 1}/${trials} trials, ${failures.length} failed`)
@@ -29,6 +33,7 @@ try {
   await rpc.close()
   rmSync(dir, { recursive: true, force: true })
 }
-console.log(JSON.stringify({ trials, firstSeed: first, failed: failures.length, acknowledgedWrites: acked, killedAfterMaxMs, seconds: (Date.now() - t0) / 1000 }))
+console.log(JSON.stringify({ trials, firstSeed: first, failed: failures.length, acknowledgedWrites: acked, killedAfterMaxMs,
+  overReportFactor: Number((reported / writtenRegions).toFixed(2)), seconds: (Date.now() - t0) / 1000 }))
 for (const f of failures.slice(0, 20)) console.error(JSON.stringify(f))
 process.exitCode = failures.length ? 1 : 0

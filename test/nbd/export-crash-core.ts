@@ -4,7 +4,7 @@
  * non-overlapping places; SIGKILL to the export at a random moment. Then, in another engine process:
  *   - `tracking.status` must report the store trusted and recovered after the crash;
  *   - `tracking.changes --since <refpoint>` must cover every 512-byte sector that differs from the pre-test image
- *     (over-reporting is allowed, under-reporting never);
+ *     (over-reporting is allowed, under-reporting never; how much is over-reported is returned, not judged);
  *   - every write the export acknowledged must be in the file (a process kill loses no acknowledged write).
  * Used by export-crash.test.ts (a handful of trials) and bench/nbd-export-crash.mjs (hundreds).
  */
@@ -28,6 +28,8 @@ export interface ExportCrashResult {
   writesAcked: number
   differingSectors: number
   reportedBytes: number
+  /** Bytes of the 1 MiB journal regions the trial wrote into (the precision a crash recovery can reach). */
+  writtenRegionBytes: number
   recovered: boolean
 }
 
@@ -146,9 +148,6 @@ export async function runExportCrashTrial(dir: string, rpc: RpcProcess, seed: nu
   const problems: string[] = []
   if (!status.trusted) problems.push(`tracking untrusted after the crash: ${status.untrustedReason}`)
   if (!status.recoveredAfterCrash) problems.push('status does not say it recovered after a crash')
-  if (changes.changedBytes > regions.length * REGION) {
-    problems.push(`${changes.changedBytes} bytes reported, more than the ${regions.length} regions written`)
-  }
   const ranges = changes.ranges
   let differing = 0
   let ri = 0
@@ -176,6 +175,7 @@ export async function runExportCrashTrial(dir: string, rpc: RpcProcess, seed: nu
     writesAcked: acked.length,
     differingSectors: differing,
     reportedBytes: changes.changedBytes,
+    writtenRegionBytes: regions.length * REGION,
     recovered: status.recoveredAfterCrash,
   }
 }
