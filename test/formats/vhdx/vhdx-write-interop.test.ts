@@ -48,6 +48,12 @@ for (const c of cases) {
       if (i % 9 === 4) {
         await d.writeZeroes(off, len)
         expected.fill(0, off, off + len)
+      } else if (i % 13 === 7) {
+        // trim: whole blocks of a dynamic disk become UNMAPPED (zeros for HvCbt and qemu); the rest is untouched.
+        await d.trim(off, len)
+        if (c.type === 'dynamic') {
+          for (let b = Math.ceil(off / c.blockSize); (b + 1) * c.blockSize <= off + len; b++) expected.fill(0, b * c.blockSize, (b + 1) * c.blockSize)
+        }
       } else {
         await d.write(off, data, { fua: i % 10 === 0 })
         data.copy(expected, off)
