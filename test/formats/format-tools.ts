@@ -3,8 +3,8 @@
  * qemu-io, vhdiinfo, vhdimount) run synchronously with their output captured. A test that needs a missing tool
  * skips itself with `skip: missing('qemu-img')`.
  */
-import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -64,5 +64,23 @@ export function prng(seed: number): () => number {
     x ^= x << 5
     x >>>= 0
     return x / 0x1_0000_0000
+  }
+}
+
+/**
+ * Mount `image` with vhdimount (FUSE) and return the bytes of layer `layer` (vhdi1 = the base; the highest number
+ * is the leaf), or null when FUSE cannot mount here. Always unmounted before returning.
+ */
+export async function readThroughVhdimount(image: string, mnt: string, layer: number): Promise<Buffer | null> {
+  mkdirSync(mnt, { recursive: true })
+  const child = spawn('vhdimount', [image, mnt], { stdio: 'ignore' })
+  const file = join(mnt, `vhdi${layer}`)
+  try {
+    for (let i = 0; i < 50 && !existsSync(file); i++) await new Promise(r => setTimeout(r, 100))
+    if (!existsSync(file)) return null
+    return readFileSync(file)
+  } finally {
+    spawnSync('fusermount', ['-u', mnt])
+    child.kill()
   }
 }

@@ -1,13 +1,12 @@
 import t from 'tap'
-import { readFileSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync, mkdirSync, existsSync } from 'node:fs'
+import { readFileSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs'
 import { join } from 'node:path'
-import { spawn, spawnSync } from 'node:child_process'
 import { openVhd } from '../../src/formats/vhd/vhd-disk.js'
 import { createVhd } from '../../src/formats/vhd/vhd-create.js'
 import { openDisk } from '../../src/formats/open.js'
 import { resolvedExtents } from '../../src/formats/chain.js'
 import { inspectDisk } from '../../src/formats/inspect.js'
-import { missing, prng, run, runStatus, tempDir, vhdiInfo } from './format-tools.js'
+import { missing, prng, readThroughVhdimount, run, runStatus, tempDir, vhdiInfo } from './format-tools.js'
 
 const MiB = 1024 * 1024
 
@@ -15,7 +14,7 @@ t.test('qemu-made VHDs filled by qemu-io read back byte-identical to qemu-img co
   const dir = tempDir(t)
   for (const [name, opts] of [['dyn.vhd', []], ['fixed.vhd', ['-o', 'subformat=fixed']], ['dyn-big.vhd', []]] as const) {
     const p = join(dir, name)
-    const size = name === 'dyn-big.vhd' ? '300M' : '40M'
+    const size = name === 'dyn-big.vhd' ? '130M' : '40M'
     run('qemu-img', ['create', '-f', 'vpc', ...opts, p, size])
     const info = await inspectDisk(p)
     const rnd = prng(name.length * 7919)
@@ -110,20 +109,6 @@ t.test('HvCbt-made VHDs written by HvCbt pass qemu-img compare and vhdiinfo', { 
   }
 })
 
-/** Mount `leaf` with vhdimount and return the leaf image's bytes (null when FUSE cannot mount here). */
-async function readThroughVhdimount(leaf: string, mnt: string, layers: number): Promise<Buffer | null> {
-  mkdirSync(mnt, { recursive: true })
-  const child = spawn('vhdimount', [leaf, mnt], { stdio: 'ignore' })
-  try {
-    for (let i = 0; i < 50 && !existsSync(join(mnt, `vhdi${layers}`)); i++) await new Promise(r => setTimeout(r, 100))
-    if (!existsSync(join(mnt, `vhdi${layers}`))) return null
-    return readFileSync(join(mnt, `vhdi${layers}`))
-  } finally {
-    spawnSync('fusermount', ['-u', mnt])
-    child.kill()
-  }
-}
-
 t.test('differencing VHD chains: HvCbt reads, vhdimount agrees', { skip: missing('vhdiinfo') }, async t => {
   const dir = tempDir(t)
   const size = 20 * MiB
@@ -166,9 +151,9 @@ t.test('differencing VHD chains: HvCbt reads, vhdimount agrees', { skip: missing
   t.equal(v['Parent identifier'], (await inspectDisk(join(dir, 'child.vhd'))).diskId)
   t.match(v['Parent filename'], /\\child\.vhd$/, 'parent name recorded with Windows separators')
 
-  if (missing('vhdimount', 'fusermount')) return t.skip('vhdimount not installed')
+  if (missing('vhdimount', 'fusermount')) return void t.skip('vhdimount not installed', async () => {})
   const mounted = await readThroughVhdimount(join(dir, 'grandchild.vhd'), join(dir, 'mnt'), 3)
-  if (!mounted) return t.skip('FUSE cannot mount in this sandbox')
+  if (!mounted) return void t.skip('FUSE cannot mount in this sandbox', async () => {})
   t.ok(mounted.equals(expected), 'vhdimount reads the same bytes through the chain')
 })
 

@@ -43,7 +43,6 @@ export class VhdDisk implements VirtualDisk {
   private readonly bat: Uint32Array
   private readonly blockSize: number
   private readonly bitmapBytes: number
-  private readonly sectorsPerBlock: number
   /** Where the footer at the end of the file is; new blocks go here. */
   private footerOffset: number
   private readonly bitmaps = new Map<number, Uint8Array>()
@@ -69,7 +68,6 @@ export class VhdDisk implements VirtualDisk {
     this.bat = bat
     this.blockSize = this.dh?.blockSize ?? 0
     this.bitmapBytes = this.dh ? bitmapBytesFor(this.dh.blockSize) : 0
-    this.sectorsPerBlock = this.blockSize / SECTOR
     this.footerOffset = meta.endFooterOffset ?? meta.fileSize
   }
 
