@@ -34,11 +34,11 @@ export class RpcclientSession {
     this.proc.stdin.write(`${line}\n`)
     setTimeout(() => this.proc.stdin.write(`${marker}\n`), 50)
     const deadline = Date.now() + timeoutMs
-    let poke = Date.now() + 400
+    let poke = Date.now() + 150
     for (;;) {
       if (Date.now() > poke) {
         this.proc.stdin.write('\n')
-        poke = Date.now() + 400
+        poke = Date.now() + 150
       }
       const at = this.buf.indexOf(marker)
       if (at >= 0) {

@@ -165,19 +165,30 @@ export class WitnessClient extends EventEmitter {
       i.state === swn.InterfaceState.available && i.interfaceGroupName.toUpperCase() !== (fsNode ?? '').toUpperCase())
     const flagged = others.filter(i => i.flags & swn.InterfaceFlag.interfaceWitness)
     const candidates = [...flagged, ...others.filter(i => !flagged.includes(i))]
-    const pick = candidates.find(i => !this.avoid.has(i.interfaceGroupName)) ?? candidates[0]
-    if (!pick) throw new Error(`no witness interface available on a node other than ${fsNode ?? this.st.fileServerAddress}`)
-    const address = pick.flags & swn.InterfaceFlag.ipv4 ? pick.ipv4 : pick.ipv6
-    let rpc: RpcClient
-    try {
-      rpc = await this.connect(address)
-    } catch (e) {
-      this.avoid.add(pick.interfaceGroupName)
-      throw e
+    const ordered = [...candidates.filter(i => !this.avoid.has(i.interfaceGroupName)), ...candidates.filter(i => this.avoid.has(i.interfaceGroupName))]
+    if (ordered.length === 0) throw new Error(`no witness interface available on a node other than ${fsNode ?? this.st.fileServerAddress}`)
+    // Try the candidates in turn: a node that does not answer is skipped (and avoided next time).
+    let chosen: { pick: swn.WitnessInterfaceInfo; address: string; rpc: RpcClient; handle: Uint8Array; version: number } | null = null
+    let lastError: unknown = null
+    for (const pick of ordered) {
+      const address = pick.flags & swn.InterfaceFlag.ipv4 ? pick.ipv4 : pick.ipv6
+      let rpc: RpcClient | null = null
+      try {
+        rpc = await this.connect(address)
+        const r = await this.register(rpc, pick.version)
+        chosen = { pick, address, rpc, ...r }
+        break
+      } catch (e) {
+        rpc?.close()
+        lastError = e
+        this.avoid.add(pick.interfaceGroupName)
+        if (this.stopped) throw e
+      }
     }
+    if (!chosen) throw lastError
+    const { pick, address, rpc, handle, version } = chosen
     this.rpc = rpc
-    const { handle, version } = await this.register(rpc, pick.version)
-    this.avoid.clear()
+    this.avoid.delete(pick.interfaceGroupName)
     Object.assign(this.st, {
       witnessNode: pick.interfaceGroupName, witnessAddress: address, version, registeredAt: new Date().toISOString(), lastError: null,
     })

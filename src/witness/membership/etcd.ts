@@ -1,0 +1,384 @@
+/**
+ * Cluster membership through etcd (issue 7): which witness / file-server nodes are alive.
+ *
+ * Keys, all under `<prefix><cluster>/`:
+ *   known/<NODE>     {name, addresses}                       no lease: remembers that the node exists
+ *   live/<NODE>      {name, addresses, leaseId, probe, pid}  attached to the node's lease: present = alive
+ *   override/<NODE>  "down" | "up"                           administrator's state (hvcbt witness node-state)
+ * A node's state is `down` when an override says so, else `up` while its live key exists, else `down`.
+ *
+ * Failure detection has two paths. The authoritative one is etcd's lease: a node that stops renewing (crash, power
+ * loss, partition) loses its live key after the TTL and every node sees the delete. The fast one covers the common
+ * case of a dead process: each node listens on a small TCP "probe" port and every peer keeps a connection to it;
+ * when the kernel closes a dead process's sockets, peers see the close at once, confirm by reconnecting (refused =
+ * dead), and revoke the dead node's lease in etcd, so the whole cluster agrees within milliseconds rather than a
+ * TTL. A dropped connection to a live node reconnects and changes nothing.
+ *
+ * etcd unreachable: the node keeps serving the last view it had and reports itself degraded; the etcd client
+ * resumes the watch from the last revision it saw, so nothing is lost, and the server only notifies on state
+ * transitions, so nothing is duplicated. A node whose lease expired while cut off re-grants and republishes.
+ */
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
+import type { MembershipSource, NodeInfo, NodeState } from './membership.js'
+
+export interface EtcdMembershipOptions {
+  /** etcd client URLs, e.g. ['http://127.0.0.1:2379']. */
+  endpoints: string[]
+  /** This node: its name and the addresses clients use for its file-server interfaces. */
+  self: { name: string; addresses: string[] }
+  /** Lease TTL in seconds (etcd rounds anything under its minimum, about 2 s with default timings, up). */
+  leaseTtlSeconds?: number
+  /** Key prefix; default '/hvcbt/witness/'. */
+  prefix?: string
+  /** Cluster name under the prefix; default 'default'. */
+  cluster?: string
+  /** Address the probe listener binds; default the first of self.addresses. */
+  probeAddress?: string
+  /** Called for diagnostics (connection lost/restored, peers declared dead). */
+  log?: (level: 'info' | 'warning', message: string) => void
+}
+
+export interface MembershipStatus {
+  source: 'etcd'
+  connected: boolean
+  /** Set while etcd is unreachable: since when (ISO time). */
+  degradedSince: string | null
+  leaseId: string | null
+  revision: string | null
+  endpoints: string[]
+}
+
+interface LiveRecord {
+  name: string
+  addresses: string[]
+  leaseId: string
+  probe: { host: string; port: number } | null
+  pid: number
+}
+
+/** The view from the raw key values (pure: unit-tested without etcd). */
+export function viewFrom(
+  known: Map<string, { name: string; addresses: string[] }>,
+  live: Map<string, LiveRecord>,
+  overrides: Map<string, string>,
+): NodeInfo[] {
+  const names = new Set([...known.keys(), ...live.keys()])
+  return [...names].sort().map(key => {
+    const l = live.get(key)
+    const k = known.get(key)
+    const override = overrides.get(key)
+    const state: NodeState = override === 'down' ? 'down' : l ? 'up' : 'down'
+    return { name: (l ?? k)!.name, addresses: [...(l ?? k)!.addresses], state }
+  })
+}
+
+type Etcd3 = import('etcd3').Etcd3
+type Lease = import('etcd3').Lease
+type Watcher = import('etcd3').Watcher
+type KV = { key: Buffer; value: Buffer; mod_revision?: string }
+
+export class EtcdMembership extends EventEmitter implements MembershipSource {
+  private client!: Etcd3
+  private lease: Lease | null = null
+  private leaseId: string | null = null
+  private watcher: Watcher | null = null
+  private readonly known = new Map<string, { name: string; addresses: string[] }>()
+  private readonly live = new Map<string, LiveRecord>()
+  private readonly overrides = new Map<string, string>()
+  private view: NodeInfo[] = []
+  private revision: string | null = null
+  private degradedSince: Date | null = null
+  /** Health of the two etcd streams; the node is degraded while either is down. */
+  private leaseOk = true
+  private watchOk = true
+  private probeServer: net.Server | null = null
+  private probePort = 0
+  private readonly probes = new Map<string, net.Socket>()
+  private closed = false
+  private readonly root: string
+  private readonly self: { name: string; addresses: string[] }
+  private readonly ttl: number
+
+  private constructor(private readonly opts: EtcdMembershipOptions) {
+    super()
+    this.root = `${opts.prefix ?? '/hvcbt/witness/'}${opts.cluster ?? 'default'}/`
+    this.self = { name: opts.self.name, addresses: [...opts.self.addresses] }
+    this.ttl = Math.max(1, Math.round(opts.leaseTtlSeconds ?? 5))
+  }
+
+  /**
+   * Joins the cluster: starts the probe listener, grants the lease, publishes this node, reads the whole view and
+   * starts watching. Rejects (with the endpoints named) if etcd cannot be reached: a cluster node never silently
+   * runs alone.
+   */
+  static async join(opts: EtcdMembershipOptions): Promise<EtcdMembership> {
+    const m = new EtcdMembership(opts)
+    try {
+      await m.start()
+    } catch (err) {
+      await m.close()
+      throw new Error(`cannot join the witness cluster through etcd at ${opts.endpoints.join(', ')}: ${(err as Error).message}`)
+    }
+    return m
+  }
+
+  nodes(): NodeInfo[] {
+    return this.view.map(n => ({ ...n, addresses: [...n.addresses] }))
+  }
+
+  status(): MembershipStatus {
+    return {
+      source: 'etcd',
+      connected: this.degradedSince === null,
+      degradedSince: this.degradedSince?.toISOString() ?? null,
+      leaseId: this.leaseId,
+      revision: this.revision,
+      endpoints: [...this.opts.endpoints],
+    }
+  }
+
+  /** Administrator's override, stored in etcd so every node applies it; 'up' removes a 'down' override. */
+  setNodeState(name: string, state: NodeState): void {
+    const key = name.toUpperCase()
+    if (!this.known.has(key) && !this.live.has(key)) throw new RangeError(`no node named ${name}`)
+    const op: Promise<unknown> =
+      state === 'down'
+        ? this.client.put(`${this.root}override/${key}`).value('down').exec()
+        : this.client.delete().key(`${this.root}override/${key}`).exec()
+    void op.catch(err => this.log('warning', `node-state ${name} ${state} not stored in etcd: ${(err as Error).message}`))
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const s of this.probes.values()) s.destroy()
+    this.probes.clear()
+    // bounded: with etcd away, a clean leave must not hang the process that is shutting down
+    await withTimeout(this.watcher?.cancel(), 2000)
+    // a clean leave: revoking the lease removes our live key at once, so peers see this node go down now
+    await withTimeout(this.lease?.revoke(), 2000)
+    await new Promise<void>(resolve => (this.probeServer ? this.probeServer.close(() => resolve()) : resolve()))
+    this.client?.close()
+  }
+
+  private log(level: 'info' | 'warning', message: string): void {
+    this.opts.log?.(level, message)
+  }
+
+  private async start(): Promise<void> {
+    const { Etcd3 } = await import('etcd3')
+    this.client = new Etcd3({ hosts: this.opts.endpoints, dialTimeout: 3000 })
+    await this.listenProbe()
+    const me = this.self.name.toUpperCase()
+    await this.client.put(`${this.root}known/${me}`).value(JSON.stringify(this.self))
+    await this.publishLive()
+    await this.reload()
+    this.startWatch()
+  }
+
+  /** A TCP listener whose only job is to exist while this process lives. */
+  private async listenProbe(): Promise<void> {
+    const host = this.opts.probeAddress ?? this.self.addresses[0] ?? '127.0.0.1'
+    this.probeServer = net.createServer(sock => {
+      sock.on('error', () => {})
+      sock.resume()
+    })
+    await new Promise<void>((resolve, reject) => {
+      this.probeServer!.once('error', reject)
+      this.probeServer!.listen(0, host, () => resolve())
+    })
+    this.probePort = (this.probeServer.address() as net.AddressInfo).port
+  }
+
+  private async publishLive(): Promise<void> {
+    const lease = this.client.lease(this.ttl, { autoKeepAlive: true })
+    this.lease = lease
+    lease.on('lost', err => {
+      if (this.closed || this.lease !== lease) return
+      this.log('warning', `etcd lease lost (${err.message}); re-joining`)
+      this.health('lease', false)
+      void this.rejoin()
+    })
+    lease.on('keepaliveSucceeded', () => this.health('lease', true))
+    lease.on('keepaliveFailed', () => this.health('lease', false))
+    this.leaseId = await lease.grant()
+    const probeHost = this.opts.probeAddress ?? this.self.addresses[0] ?? '127.0.0.1'
+    const rec: LiveRecord = {
+      ...this.self,
+      leaseId: this.leaseId,
+      probe: { host: probeHost, port: this.probePort },
+      pid: process.pid,
+    }
+    await lease.put(`${this.root}live/${this.self.name.toUpperCase()}`).value(JSON.stringify(rec))
+  }
+
+  /** After a lost lease (etcd was away longer than the TTL): retry until etcd answers again. */
+  private async rejoin(): Promise<void> {
+    for (let delay = 200; !this.closed; delay = Math.min(delay * 2, 5000)) {
+      try {
+        await this.publishLive()
+        await this.reload()
+        this.health('lease', true)
+        return
+      } catch {
+        await new Promise(r => setTimeout(r, delay))
+      }
+    }
+  }
+
+  private health(stream: 'lease' | 'watch', ok: boolean): void {
+    if (process.env.HVCBT_ETCD_DEBUG) console.error('health', this.self.name, stream, ok)
+    if (stream === 'lease') this.leaseOk = ok
+    else this.watchOk = ok
+    if (this.leaseOk && this.watchOk) this.markConnected()
+    else this.markDegraded()
+  }
+
+  private markDegraded(): void {
+    if (this.degradedSince || this.closed) return
+    this.degradedSince = new Date()
+    this.log('warning', 'etcd unreachable: serving the last known membership')
+    this.emit('status', this.status())
+  }
+
+  private markConnected(): void {
+    if (!this.degradedSince) return
+    this.degradedSince = null
+    this.log('info', 'etcd reachable again')
+    this.emit('status', this.status())
+  }
+
+  /** Reads the whole prefix and replaces the maps (start, and after a re-join). */
+  private async reload(): Promise<void> {
+    const res = await this.client.getAll().prefix(this.root).exec()
+    this.known.clear()
+    this.live.clear()
+    this.overrides.clear()
+    for (const kv of res.kvs as KV[]) this.apply('put', kv)
+    this.revision = res.header.revision
+    this.recompute()
+  }
+
+  private startWatch(): void {
+    const next = (BigInt(this.revision ?? '0') + 1n).toString()
+    void this.client
+      .watch()
+      .prefix(this.root)
+      .startRevision(next)
+      .create()
+      .then(w => {
+        if (this.closed) return void w.cancel()
+        this.watcher = w
+        w.on('put', kv => this.onEvent('put', kv as KV))
+        w.on('delete', kv => this.onEvent('delete', kv as KV))
+        w.on('disconnected', () => this.health('watch', false))
+        w.on('connected', () => this.health('watch', true))
+        w.on('error', () => this.health('watch', false))
+      })
+      .catch(err => this.log('warning', `etcd watch failed: ${(err as Error).message}`))
+  }
+
+  private onEvent(kind: 'put' | 'delete', kv: KV): void {
+    this.apply(kind, kv)
+    if (kv.mod_revision) this.revision = kv.mod_revision
+    this.recompute()
+  }
+
+  private apply(kind: 'put' | 'delete', kv: KV): void {
+    const key = kv.key.toString()
+    if (!key.startsWith(this.root)) return
+    const [kindOfKey, node] = key.slice(this.root.length).split('/', 2)
+    if (!node) return
+    try {
+      if (kindOfKey === 'known') {
+        if (kind === 'put') this.known.set(node, JSON.parse(kv.value.toString()))
+        else this.known.delete(node)
+      } else if (kindOfKey === 'live') {
+        if (kind === 'put') this.live.set(node, JSON.parse(kv.value.toString()))
+        else this.live.delete(node)
+      } else if (kindOfKey === 'override') {
+        if (kind === 'put') this.overrides.set(node, kv.value.toString())
+        else this.overrides.delete(node)
+      }
+    } catch {
+      this.log('warning', `ignoring a malformed membership record at ${key}`)
+    }
+  }
+
+  private recompute(): void {
+    const next = viewFrom(this.known, this.live, this.overrides)
+    this.syncProbes()
+    if (JSON.stringify(next) === JSON.stringify(this.view)) return
+    this.view = next
+    this.emit('change', this.nodes())
+  }
+
+  /** Keep one probe connection to every other live node; drop those of nodes that left. */
+  private syncProbes(): void {
+    const me = this.self.name.toUpperCase()
+    for (const [node, sock] of this.probes) {
+      const rec = this.live.get(node)
+      if (!rec || !rec.probe) {
+        this.probes.delete(node)
+        sock.destroy()
+      }
+    }
+    for (const [node, rec] of this.live) {
+      if (node === me || !rec.probe || this.probes.has(node) || this.closed) continue
+      this.connectProbe(node, rec)
+    }
+  }
+
+  private connectProbe(node: string, rec: LiveRecord): void {
+    const sock = net.connect(rec.probe!.port, rec.probe!.host)
+    this.probes.set(node, sock)
+    sock.setNoDelay(true)
+    sock.on('error', () => {})
+    sock.on('close', () => {
+      if (this.closed || this.probes.get(node) !== sock) return
+      this.probes.delete(node)
+      void this.confirmDead(node, rec)
+    })
+  }
+
+  /** The probe connection closed: dead if a fresh connection is refused, then revoke its lease for everyone. */
+  private async confirmDead(node: string, rec: LiveRecord): Promise<void> {
+    const alive = await new Promise<boolean>(resolve => {
+      const s = net.connect(rec.probe!.port, rec.probe!.host)
+      const done = (ok: boolean) => {
+        s.destroy()
+        resolve(ok)
+      }
+      s.setTimeout(1000, () => done(true)) // no answer is not proof of death: leave it to the lease
+      s.once('connect', () => done(true))
+      s.once('error', () => done(false))
+    })
+    const current = this.live.get(node)
+    if (!current || current.leaseId !== rec.leaseId) return // already gone or re-joined with a new lease
+    if (alive) {
+      this.syncProbes()
+      return
+    }
+    this.log('info', `node ${rec.name} stopped (probe refused): revoking its etcd lease`)
+    // Local view first, so this node notifies without waiting for etcd; the revoke tells the others.
+    this.live.delete(node)
+    this.recompute()
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: rec.leaseId })
+    } catch {
+      // already expired or revoked by another peer: the delete event arrives either way
+    }
+  }
+}
+
+function withTimeout(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!p) return Promise.resolve()
+  return new Promise(resolve => {
+    const t = setTimeout(resolve, ms)
+    p.then(
+      () => (clearTimeout(t), resolve()),
+      () => (clearTimeout(t), resolve()),
+    )
+  })
+}
