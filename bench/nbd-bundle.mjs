@@ -37,3 +37,18 @@ export async function loadNbd({ withFuzz = false, withCrash = false } = {}) {
     rmSync(dir, { recursive: true, force: true })
   }
 }
+
+/**
+ * Bundle the whole engine (src/main.ts) to `<dir>/main.js` under bench/ and return its path, so long runs that
+ * spawn the engine do not depend on dist/ (which other work may be rebuilding meanwhile). Remove `dir` afterwards.
+ */
+export async function bundleEngine() {
+  const dir = mkdtempSync(join(root, 'bench', 'nbd-engine.tmp-'))
+  const outfile = join(dir, 'main.js')
+  await build({
+    entryPoints: [join(root, 'src/main.ts')],
+    bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile, logLevel: 'error',
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  })
+  return { dir, main: outfile }
+}
