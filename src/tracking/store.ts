@@ -257,6 +257,8 @@ export class TrackingStore {
     }
     store.unlock = await acquireStoreLock(dir, diskPath, options.takeOverOwnLock)
     await cleanTemporaries(dir)
+    // Side files of checkpoints left by a crash: the process that read them is gone.
+    for (const n of await fsp.readdir(dir)) if (/^checkpoint-\d+-\d+\.cow$/.test(n)) await fsp.rm(path.join(dir, n), { force: true })
     if (untrusted && !state.untrustedReason) {
       // Remember the verdict: a later clean close must not make the store look trusted again.
       state.untrustedReason = untrusted
@@ -614,27 +616,37 @@ export class TrackingStore {
     } else {
       this.journal = null
     }
-    // 2. Snapshot and write bitmaps.
+    // 2. Snapshot, in one synchronous step (a reference point created meanwhile must not land half in it): the
+    // state as of now, the live bitmap and the segments not yet persisted. Then write the bitmap files.
     st.checkpointSeq++
-    const liveFile = `live-${st.checkpointSeq}.bm`
-    await writeFileAtomic(path.join(dir, liveFile), this.live.serialize(), false)
-    for (const [id, bm] of this.dirtySegments) {
-      const rec = st.refPoints.find(r => r.id === id)
-      if (!rec) continue
-      rec.segmentFile = `seg-${rec.sequence}-${st.checkpointSeq}.bm`
-      await writeFileAtomic(path.join(dir, rec.segmentFile), bm.serialize(), false)
-    }
-    await fsyncDir(dir)
-    // 3. Commit.
-    st.liveFile = liveFile
     st.clean = clean
     if (this.untrusted && !st.untrustedReason) st.untrustedReason = this.untrusted
-    await writeState(path.join(dir, 'state.json'), st)
-    this.dirtySegments.clear()
+    const snap: StoreState = structuredClone(st)
+    const liveFile = `live-${snap.checkpointSeq}.bm`
+    snap.liveFile = liveFile
+    const liveBytes = this.live.serialize()
+    const segments: Array<{ id: string; bm: DenseBitmap; file: string; bytes: Uint8Array }> = []
+    for (const [id, bm] of this.dirtySegments) {
+      const rec = snap.refPoints.find(r => r.id === id)
+      if (!rec) continue
+      rec.segmentFile = `seg-${rec.sequence}-${snap.checkpointSeq}.bm`
+      segments.push({ id, bm, file: rec.segmentFile, bytes: bm.serialize() })
+    }
+    await writeFileAtomic(path.join(dir, liveFile), liveBytes, false)
+    for (const seg of segments) await writeFileAtomic(path.join(dir, seg.file), seg.bytes, false)
+    await fsyncDir(dir)
+    // 3. Commit, then bring the in-memory state up to what is now durable.
+    await writeState(path.join(dir, 'state.json'), snap)
+    st.liveFile = liveFile
+    for (const seg of segments) {
+      const rec = st.refPoints.find(r => r.id === seg.id)
+      if (rec) rec.segmentFile = seg.file
+      if (this.dirtySegments.get(seg.id) === seg.bm) this.dirtySegments.delete(seg.id)
+    }
     // 4. Clean up: the old journal's marks are now in the persistent copy.
     if (oldJournal) await oldJournal.close()
-    const keep = new Set<string>(['state.json', st.liveFile])
-    for (const r of st.refPoints) if (r.segmentFile) keep.add(r.segmentFile)
+    const keep = new Set<string>(['state.json', st.liveFile, snap.liveFile])
+    for (const r of [...st.refPoints, ...snap.refPoints]) if (r.segmentFile) keep.add(r.segmentFile)
     if (this.journal) keep.add(path.basename(this.journal.file))
     for (const name of await fsp.readdir(dir)) {
       if (!keep.has(name) && /^(live-\d+\.bm|seg-\d+-\d+\.bm|journal-\d+\.mrt)$/.test(name)) {

@@ -36,8 +36,13 @@ async function housekeeping(): Promise<void> {
   let n = 0
   while (!stop) {
     await new Promise(res => setTimeout(res, 5 + (n % 20)))
-    if (++n % 3 === 0) await disk.createRefPoint()
-    else await disk.store.checkpoint()
+    // Checkpoints and reference points overlap (a point created while a checkpoint writes its files).
+    const cp = disk.store.checkpoint()
+    if (++n % 3 === 0) {
+      await new Promise(res => setTimeout(res, n % 4))
+      await disk.createRefPoint()
+    }
+    await cp
   }
 }
 const seed = Number(process.argv[3] ?? Date.now()) >>> 0

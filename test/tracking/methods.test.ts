@@ -7,6 +7,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import type { CallContext } from '../../src/engine/method.js'
 import { findMethod } from '../../src/engine/registry.js'
+import { getCheckpointView } from '../../src/engine/methods/tracking.js'
 import { stopService } from '../../src/engine/services.js'
 import { tempDir } from './helpers.js'
 
@@ -111,6 +112,21 @@ t.test('tracked NBD export: qemu-io writes, nbdinfo dirty-bitmap map and trackin
   const zeroFiltered = await call('tracking.changes', { disk, since: rp.id, skipZeroes: true })
   t.same(zeroFiltered.ranges, expected.slice(0, 2), 'zeroed and discarded granules are filtered out')
 
+  // A checkpoint on the live export: later writes don't show in its view.
+  const before = await fsp.readFile(disk)
+  const cp = await call('tracking.refpoint.create', { disk, checkpoint: true })
+  t.equal(cp.checkpoint, true)
+  await run('qemu-io', ['-f', 'raw', exp.uri, '-c', 'write -P 0x11 1M 64k', '-c', 'write -P 0x22 33M 1M'])
+  const view = getCheckpointView(cp.id)!
+  const seen = new Uint8Array(64 * MiB)
+  await view.read(0, seen)
+  t.ok(Buffer.from(seen).equals(before), 'the checkpoint view is the image at its reference point')
+  t.same((await call('tracking.changes', { disk, since: cp.id })).ranges,
+    [{ offset: MiB, length: 64 * KiB }, { offset: 33 * MiB, length: MiB }])
+  t.same(await call('tracking.checkpoint.close', { disk, id: cp.id }), { id: cp.id, closed: true })
+  t.equal(getCheckpointView(cp.id), undefined)
+  const changed = [...expected, { offset: 33 * MiB, length: MiB }].sort((a, b) => a.offset - b.offset)
+
   const out = path.join(dir, 'out.raw')
   await run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', exp.uri, out])
   t.ok((await fsp.readFile(out)).equals(await fsp.readFile(disk)), 'qemu-img convert reads what was written')
@@ -118,7 +134,7 @@ t.test('tracked NBD export: qemu-io writes, nbdinfo dirty-bitmap map and trackin
   await stopService(exp.id)
   stopped = true
   const after = await call('tracking.changes', { disk, since: rp.id })
-  t.same(after.ranges, expected, 'after the export stops, the persisted store gives the same answer')
+  t.same(after.ranges, changed, 'after the export stops, the persisted store gives the same answer')
   const st = await call('tracking.status', { disk })
   t.equal(st.trusted, true)
   t.equal(st.openElsewhereOrCrashed, false)

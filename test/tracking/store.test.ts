@@ -242,3 +242,24 @@ t.test('dirty-bitmap metadata context reports the same ranges as the query', asy
   t.same(await new DirtyBitmapContext(s, b.id).blockStatus(MiB, G), [{ length: G, flags: 0 }])
   await s.close()
 })
+
+t.test('a reference point created while a checkpoint runs is persisted consistently', async t => {
+  const disk = await setup(t)
+  await enable(disk)
+  for (let trial = 0; trial < 12; trial++) {
+    const s = await openRw(disk)
+    const a = await s.createRefPoint()
+    await s.markWrite(trial * MiB, 4096)
+    const cp = s.checkpoint()
+    await new Promise(res => setTimeout(res, trial % 4))
+    const b = await s.createRefPoint()
+    await s.markWrite(32 * MiB + trial * MiB, 4096)
+    await cp
+    await s.close()
+    const r = await openRw(disk)
+    t.same(await r.changedRanges(a.id, b.id), [{ offset: trial * MiB, length: G }], `trial ${trial}: a..b`)
+    t.same(await r.changedRanges(b.id), [{ offset: 32 * MiB + trial * MiB, length: G }], `trial ${trial}: b..now`)
+    await r.reset(null, 64 * MiB)
+    await r.close()
+  }
+})

@@ -22,6 +22,7 @@ import { probeDiskIdentity } from '../../tracking/disk-identity.js'
 import { DirtyBitmapContext, DIRTY_BITMAP_CONTEXT_PREFIX } from '../../tracking/dirty-bitmap-context.js'
 import { TrackingStore, sidecarPathOf, type TrackingStatus } from '../../tracking/store.js'
 import { TrackedDisk } from '../../tracking/tracked-disk.js'
+import { CheckpointOverlay, type CheckpointView } from '../../tracking/checkpoint-overlay.js'
 import { totalBytes, type ByteRange } from '../../tracking/ranges.js'
 import { filterZeroGranules } from '../../tracking/zero-filter.js'
 import { compareHashMaps, loadHashMap, saveHashMap, scanDisk, uncovered, type ScanAlgorithm } from '../../tracking/content-scan.js'
@@ -29,6 +30,18 @@ import { differencingChanges } from '../../tracking/differencing-source.js'
 
 /** Stores held open by NBD exports in this engine, by resolved disk path. */
 const liveStores = new Map<string, TrackingStore>()
+/** The copy-before-write layer of each tracked export, by resolved disk path. */
+const liveOverlays = new Map<string, CheckpointOverlay>()
+/** Open checkpoints (consistent views at a reference point) by reference point id. */
+const openCheckpoints = new Map<string, { diskPath: string; view: CheckpointView }>()
+
+/**
+ * The consistent view of an open checkpoint (for the backup reader): the disk exactly as it was when reference
+ * point `id` was created, while the export keeps taking writes. Undefined when no such checkpoint is open.
+ */
+export function getCheckpointView(id: string): CheckpointView | undefined {
+  return openCheckpoints.get(id)?.view
+}
 
 /** Checkpoint this long after the last write of a burst, so readers in other processes get exact answers. */
 const IDLE_CHECKPOINT_MS = 500
@@ -60,10 +73,16 @@ registerNbdExportHook(async (diskPath, disk, readOnly) => {
   if (readOnly) return { metaContextListers: [lister], close: () => store.close() }
   liveStores.set(path, store)
   const tracked = new TrackedDisk(disk, store, { diskPath: path, closeStore: false, idleCheckpointMs: IDLE_CHECKPOINT_MS })
+  // Outermost: copy-before-write, so a checkpoint sees every write (tracking marks it below).
+  const overlay = new CheckpointOverlay(tracked, store.granularityBytes)
+  liveOverlays.set(path, overlay)
   return {
-    disk: tracked,
+    disk: overlay,
     metaContextListers: [lister],
     async close() {
+      for (const [id, c] of openCheckpoints) if (c.diskPath === path) openCheckpoints.delete(id)
+      await overlay.closeCheckpoint()
+      liveOverlays.delete(path)
       liveStores.delete(path)
       await store.close(await probeDiskIdentity(path))
     },
@@ -221,11 +240,43 @@ export const trackingMethods = [
   defineMethod({
     name: 'tracking.refpoint.create',
     summary: 'Create a reference point: later queries report changes made after this moment',
-    params: Type.Object({ disk: DiskParam }, { additionalProperties: false }),
-    result: RefPoint,
-    cli: { positional: ['disk'], human: r => r.id },
+    description: 'With --checkpoint (disk exported with tracking by this engine) the moment is also kept readable: ' +
+      'copy-before-write saves what later writes overwrite, so a backup reads exactly the content at the reference ' +
+      'point while the export keeps taking writes. Close it with tracking.checkpoint.close.',
+    params: Type.Object({
+      disk: DiskParam,
+      checkpoint: Type.Optional(Type.Boolean({ description: 'keep a consistent view of this moment (live export only)' })),
+    }, { additionalProperties: false }),
+    result: Type.Object({ ...RefPoint.properties, checkpoint: Type.Boolean({ description: 'a checkpoint view is open' }) }),
+    cli: { positional: ['disk'], human: r => r.id + (r.checkpoint ? ' (checkpoint open)' : '') },
     async handler(p) {
-      return withWritableStore(resolve(p.disk), s => s.createRefPoint())
+      const path = resolve(p.disk)
+      if (!p.checkpoint) return { ...(await withWritableStore(path, s => s.createRefPoint())), checkpoint: false }
+      const store = liveStores.get(path)
+      const overlay = liveOverlays.get(path)
+      if (!store || !overlay) {
+        throw new EngineError(`--checkpoint needs a tracked NBD export of ${path} in this engine (a disk nobody ` +
+          'writes is its own consistent view)', 'InvalidOperation')
+      }
+      const side = `${sidecarPathOf(path)}/checkpoint-${Date.now()}-${process.pid}.cow`
+      const { view, result } = await overlay.openCheckpoint(side, 'pending', () => store.createRefPoint())
+      openCheckpoints.set(result.id, { diskPath: path, view })
+      return { ...result, checkpoint: true }
+    },
+  }),
+  defineMethod({
+    name: 'tracking.checkpoint.close',
+    summary: 'Close the checkpoint of a reference point (its saved copies are deleted; the reference point stays)',
+    params: Type.Object({ disk: DiskParam, id: Type.String({ minLength: 1, description: 'reference point id' }) }, { additionalProperties: false }),
+    result: Type.Object({ id: Type.String(), closed: Type.Boolean() }),
+    cli: { positional: ['disk'] },
+    async handler(p) {
+      const path = resolve(p.disk)
+      const c = openCheckpoints.get(p.id)
+      if (!c || c.diskPath !== path) return { id: p.id, closed: false }
+      openCheckpoints.delete(p.id)
+      await liveOverlays.get(path)?.closeCheckpoint()
+      return { id: p.id, closed: true }
     },
   }),
   defineMethod({
