@@ -17,6 +17,9 @@ t.test('rpcclient through the endpoint mapper, anonymous allowed', { skip: haveR
   const rc = new RpcclientSession(`ncacn_ip_tcp:${IP}`)
   t.teardown(() => rc.close())
 
+  const lookup = await rc.cmd('epmlookup')
+  t.match(lookup, new RegExp(`ncacn_ip_tcp:${IP.replace(/\./g, '\\.')}\\[${host.port},abstract_syntax=ccd8c074-d0e5-4a40-92b4-d074faa6ba28`), 'ept_lookup lists the witness endpoint')
+  t.match(lookup, /no more entries/, 'and ends the iteration')
   const list = await rc.cmd('GetInterfaceList')
   t.match(list, new RegExp(`FS1 ${IP.replace(/\./g, '\\.')}`), 'local node listed')
   t.match(list, /\*\+ FS2 127\.0\.0\.22/, 'other node listed as a witness interface')

@@ -101,6 +101,8 @@ export interface EndpointEntry {
 }
 
 const NilGuid = '00000000-0000-0000-0000-000000000000'
+/** Marks an ept_lookup entry handle as ours (bytes 4..8), followed by the next entry index. */
+const LookupMagic = 0x48564342
 
 /** The endpoint mapper's registry and its RPC interface. */
 export class EndpointMapper {
@@ -148,13 +150,24 @@ export class EndpointMapper {
           })
         }
         if (opnum === EptLookup.opnum) {
+          // Iteration: the entry handle carries the index of the next entry (stateless; no server memory per
+          // client). An exhausted lookup answers EPT_S_NOT_REGISTERED with a NULL handle, which ends the client's
+          // loop.
           const p = EptLookup.decodeIn(stub)
           const syntax = p.interfaceId && p.interfaceId.uuid !== NilGuid ? p.interfaceId : null
-          const items = this.towersFor(syntax, call.localAddress).slice(0, p.maxEntries).map(f => ({
+          const all = this.towersFor(syntax, call.localAddress)
+          const h = Buffer.from(p.entryHandle)
+          const start = h.readUInt32LE(4) === LookupMagic ? h.readUInt32LE(8) : 0
+          const items = all.slice(start, start + Math.max(0, p.maxEntries)).map(f => ({
             object: NilGuid, tower: towerValue(f.tower), annotation: f.annotation.slice(0, 63),
           }))
+          const next = Buffer.alloc(20)
+          if (items.length) {
+            next.writeUInt32LE(LookupMagic, 4)
+            next.writeUInt32LE(start + items.length, 8)
+          }
           return EptLookup.encodeOut({
-            entryHandle: new Uint8Array(20), numEntries: items.length, entries: { maxCount: p.maxEntries, items },
+            entryHandle: next, numEntries: items.length, entries: { maxCount: p.maxEntries, items },
             status: items.length ? EptStatus.ok : EptStatus.notRegistered,
           })
         }
