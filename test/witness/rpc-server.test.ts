@@ -191,3 +191,37 @@ t.test('DCE/RPC runtime behaviour', async t => {
     t.equal(again.status, swn.WitnessStatus.notFound)
   })
 })
+
+t.test('sealed and signed calls fragmented both ways at the smallest fragment size', async t => {
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { addUser } = await import('../../src/witness/dcerpc/auth/credentials.js')
+  const { ntHash } = await import('../../src/witness/dcerpc/auth/md4.js')
+  const dir = mkdtempSync(join(tmpdir(), 'hvcbt-witness-frag-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  addUser(join(dir, 'u.json'), 'carol', 'pw')
+  const membership = StaticMembership.parse(Array.from({ length: 12 }, (_, i) => `FS${i + 1}=127.0.1.${i + 1}`))
+  const host = await startWitnessHost({
+    nodeName: 'FS1', netNames: ['SOFS'], listen: ['127.0.0.1'], port: 0, epmPort: 0, membership, credentials: join(dir, 'u.json'),
+  })
+  t.teardown(() => host.close())
+  for (const level of [5, 6]) {
+    const c = await RpcClient.connect({
+      host: '127.0.0.1', port: host.port, syntax: swn.WitnessSyntax, maxFragment: 1432,
+      auth: { user: 'carol', domain: 'X', ntHash: ntHash('pw'), level },
+    })
+    t.teardown(() => c.close())
+    const list = swn.GetInterfaceList.decodeOut(await c.call(0, new Uint8Array()))
+    t.equal(list.interfaceList?.numberOfInterfaces, 12, `level ${level}: 6.6 KB answer in 1432-byte fragments`)
+    const longName = 'H'.repeat(1000)
+    const r = swn.RegisterEx.decodeOut(await c.call(4, swn.RegisterEx.encodeIn({
+      version: swn.WitnessVersion.v2, netName: 'SOFS', shareName: 's'.repeat(500), ipAddress: '127.0.1.2', clientComputerName: longName, flags: 0, keepAliveTimeout: 0,
+    })))
+    t.equal(r.status, 0, `level ${level}: 3 KB request in protected fragments`)
+    t.ok(host.service.registrations().some(x => x.clientName === longName))
+  }
+  const wrong = await RpcClient.connect({ host: '127.0.0.1', port: host.port, syntax: swn.WitnessSyntax, auth: { user: 'carol', domain: '', ntHash: ntHash('bad'), level: 5 } })
+  t.teardown(() => wrong.close())
+  t.equal(((await wrong.call(0, new Uint8Array()).catch(e => e)) as { status?: number }).status, FaultStatus.accessDenied, 'wrong password: calls fault access denied')
+})
