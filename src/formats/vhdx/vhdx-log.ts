@@ -24,7 +24,7 @@ import type { VhdxHeaders } from './vhdx-structure.js'
 
 /** Largest log this reader loads into memory (Hyper-V and qemu use 1 MiB; the field allows 4 GiB). */
 export const MAX_LOG_LENGTH = 256 * 1024 * 1024
-/** Cap on sectors an in-memory replay may hold (4 GiB worth), so a hostile zero descriptor cannot exhaust memory. */
+/** Cap on sectors a replay may touch (4 GiB worth), so a hostile zero descriptor cannot exhaust memory or time. */
 const MAX_OVERLAY_SECTORS = 1 << 20
 
 interface ParsedEntry {
@@ -82,13 +82,14 @@ export function parseLogEntry(log: Uint8Array, pos: number, logGuid: string, bud
     const o = LOG_ENTRY_HEADER_SIZE + i * LOG_DESCRIPTOR_SIZE
     const seq = readU64Big(entry, o + 24)
     const fileOffset = readU64(entry, o + 16)
-    if (seq !== h.sequenceNumber || !(fileOffset % LOG_SECTOR_SIZE === 0)) return null
+    // Every descriptor targets space inside the file as the entry leaves it (LastFileOffset), past the header.
+    if (seq !== h.sequenceNumber || !(fileOffset % LOG_SECTOR_SIZE === 0) || !(fileOffset >= 64 * 1024)) return null
     if (hasSignature(entry, o, 'zero')) {
       const zeroLength = readU64(entry, o + 8)
-      if (!(zeroLength % LOG_SECTOR_SIZE === 0)) return null
+      if (!(zeroLength % LOG_SECTOR_SIZE === 0) || !(fileOffset + zeroLength <= h.lastFileOffset)) return null
       descriptors.push({ kind: 'zero', fileOffset, zeroLength, sequenceNumber: seq })
     } else if (hasSignature(entry, o, 'desc')) {
-      if ((dataIndex + 1) * LOG_SECTOR_SIZE > h.entryLength) return null
+      if ((dataIndex + 1) * LOG_SECTOR_SIZE > h.entryLength || !(fileOffset + LOG_SECTOR_SIZE <= h.lastFileOffset)) return null
       const d = entry.subarray(dataIndex * LOG_SECTOR_SIZE, (dataIndex + 1) * LOG_SECTOR_SIZE)
       dataIndex++
       const seqHigh = BigInt(readU32(d, 4))
@@ -157,39 +158,52 @@ export async function replayLog(io: VhdxIo, hdr: VhdxHeaders, opts: { inMemory: 
   if (io.fileSize < head.header.flushedFileOffset) {
     throw new FormatError(io.path, 'log entry', h.logOffset + head.position, `file is ${io.fileSize} bytes, shorter than FlushedFileOffset ${head.header.flushedFileOffset}: data the log depends on is missing`)
   }
+  try {
+    await applyEntries(io, h.logOffset, entries, opts.inMemory)
+  } catch (e) {
+    // A valid-looking entry that points where this file system cannot write (EFBIG, EINVAL): the file is bad.
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'EFBIG' || code === 'EINVAL') throw new FormatError(io.path, 'log entry', h.logOffset + head.position, `replay cannot write where the log says (${code})`)
+    throw e
+  }
+  return { entries: entries.length, lastSequence: head.header.sequenceNumber }
+}
+
+/** Apply the sequence oldest first, to the file or (read-only) to the overlay. Zero descriptors are capped. */
+async function applyEntries(io: VhdxIo, logOffset: number, entries: ParsedEntry[], inMemory: boolean): Promise<void> {
   const zero = new Uint8Array(LOG_SECTOR_SIZE)
-  let overlaid = 0
+  let sectors = 0
+  const charge = (e: ParsedEntry, n: number) => {
+    sectors += n
+    if (sectors > MAX_OVERLAY_SECTORS) throw new FormatError(io.path, 'log entry', logOffset + e.position, 'descriptors cover more than the 4 GiB replay limit')
+  }
   for (const e of entries) {
     let k = 0
     for (const d of e.descriptors) {
       if (d.kind === 'data') {
         const sector = e.sectors[k++]!
-        if (opts.inMemory) io.overlay.set(d.fileOffset, sector)
+        charge(e, 1)
+        if (inMemory) io.overlay.set(d.fileOffset, sector)
         else await io.write(sector, d.fileOffset)
-        overlaid++
-      } else if (opts.inMemory) {
-        for (let p = d.fileOffset; p < d.fileOffset + d.zeroLength; p += LOG_SECTOR_SIZE) {
-          if (++overlaid > MAX_OVERLAY_SECTORS) throw new FormatError(io.path, 'log entry', h.logOffset + e.position, 'zero descriptors cover more than the in-memory replay limit')
-          io.overlay.set(p, zero)
-        }
       } else {
-        const chunk = new Uint8Array(Math.min(d.zeroLength, 1024 * 1024))
-        for (let p = d.fileOffset; p < d.fileOffset + d.zeroLength; p += chunk.length) {
-          await io.write(chunk.subarray(0, Math.min(chunk.length, d.fileOffset + d.zeroLength - p)), p)
+        charge(e, d.zeroLength / LOG_SECTOR_SIZE)
+        if (inMemory) {
+          for (let p = d.fileOffset; p < d.fileOffset + d.zeroLength; p += LOG_SECTOR_SIZE) io.overlay.set(p, zero)
+        } else {
+          const chunk = new Uint8Array(Math.min(d.zeroLength, 1024 * 1024))
+          for (let p = d.fileOffset; p < d.fileOffset + d.zeroLength; p += chunk.length) {
+            await io.write(chunk.subarray(0, Math.min(chunk.length, d.fileOffset + d.zeroLength - p)), p)
+          }
         }
       }
     }
   }
-  const last = head.header.lastFileOffset
+  const last = entries[entries.length - 1]!.header.lastFileOffset
   if (last > io.fileSize) {
-    if (opts.inMemory) io.fileSize = last
-    else {
-      await io.fh.truncate(last)
-      io.fileSize = last
-    }
+    if (!inMemory) await io.fh.truncate(last)
+    io.fileSize = last
   }
-  if (!opts.inMemory) await io.flush()
-  return { entries: entries.length, lastSequence: head.header.sequenceNumber }
+  if (!inMemory) await io.flush()
 }
 
 /** Writes log entries into the ring; see the module note for the policy. */

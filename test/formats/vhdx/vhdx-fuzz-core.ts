@@ -2,11 +2,11 @@
  * Structure-aware fuzzing of the VHDX parsers, shared by the in-suite run (vhdx-fuzz.test.ts) and the long run
  * (bench/vhdx-fuzz.mjs). Each iteration patches a few bytes of a seed file in place (a header, a region table,
  * the metadata table or items, the BAT or the log), usually fixing the CRC-32C up so the mutation reaches the
- * code behind the checksum, then runs inspectVhdx, openVhdx + reads + extents, and checkVhdx, and restores the
- * bytes. Any exception other than FormatError is a finding; so is an iteration slower than `maxMs` (a hang) or
+ * code behind the checksum, then runs inspectVhdx, openVhdx + reads + extents, and checkVhdx (or, one time in
+ * seven, a read-write round on a copy: open, write, writeZeroes, close, check clean), and restores the bytes. Any exception other than FormatError is a finding; so is an iteration slower than `maxMs` (a hang) or
  * heap growth past `maxHeapBytes`.
  */
-import { open } from 'node:fs/promises'
+import { copyFile, open, unlink } from 'node:fs/promises'
 import { FormatError } from '../../../src/engine/errors.js'
 import { crc32cWithZeroedField } from '../../../src/formats/crc32c.js'
 import { checkVhdx } from '../../../src/formats/vhdx/vhdx-check.js'
@@ -61,6 +61,33 @@ function rng(seed: number): () => number {
 
 const interesting = [0, 1, 0x7f, 0x80, 0xff, 0xfe, 0x10, 0x20, 0x40]
 
+/**
+ * Read-write round on a copy: a mutated file that opens read-write must take a write, a writeZeroes and a clean
+ * close, and then check without errors (the open validated everything the writer relies on).
+ */
+async function exerciseWrite(path: string, scratch: string, r: () => number): Promise<'clean' | 'format'> {
+  await copyFile(path, scratch)
+  let d
+  try {
+    d = await openVhdx(scratch, { withoutParent: true })
+  } catch (e) {
+    if (e instanceof FormatError) return 'format'
+    throw e
+  }
+  try {
+    const sectors = d.size / d.logicalSectorSize
+    const at = Math.floor(r() * sectors) * d.logicalSectorSize
+    const len = Math.min(d.size - at, d.logicalSectorSize * (1 + Math.floor(r() * 64)))
+    await d.write(at, new Uint8Array(len).fill(0x5a))
+    await d.writeZeroes(Math.floor(r() * sectors) * d.logicalSectorSize, d.logicalSectorSize)
+  } finally {
+    await d.close()
+  }
+  const errors = (await checkVhdx(scratch)).filter(p => p.severity === 'error')
+  if (errors.length) throw new Error(`file opened read-write but checks with errors after writing: ${JSON.stringify(errors.slice(0, 3))}`)
+  return 'clean'
+}
+
 async function exercise(path: string): Promise<'clean' | 'format'> {
   let sawFormat = false
   const guard = async (fn: () => Promise<unknown>) => {
@@ -114,7 +141,7 @@ export async function fuzzVhdx(seedFiles: string[], iterations: number, seed: nu
     await fh.write(patched, 0, span, base)
     const t0 = performance.now()
     try {
-      const outcome = await exercise(path)
+      const outcome = r() < 0.15 ? await exerciseWrite(path, `${path}.rw-scratch`, r) : await exercise(path)
       if (outcome === 'format') stats.formatErrors++
       else stats.clean++
     } catch (e) {
@@ -131,5 +158,6 @@ export async function fuzzVhdx(seedFiles: string[], iterations: number, seed: nu
     if (heap > maxHeap) stats.findings.push(`iteration ${i}: heap ${heap} bytes exceeds ${maxHeap}`)
     stats.iterations++
   }
+  for (const p of seedFiles) await unlink(`${p}.rw-scratch`).catch(() => undefined)
   return stats
 }
