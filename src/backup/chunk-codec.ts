@@ -45,6 +45,7 @@ export const SEA_LZ4_ASSET_NAME = 'lz4-napi.node'
 interface Lz4Binding {
   compressSync(data: Buffer): Buffer
   uncompressSync(data: Uint8Array): Buffer
+  uncompress(data: Uint8Array): Promise<Buffer>
 }
 
 let lz4: { binding: Lz4Binding | null; reason: string | null } | null = null
@@ -67,8 +68,8 @@ function loadLz4(): { binding: Lz4Binding | null; reason: string | null } {
     const mod = { exports: {} as Record<string, unknown> }
     process.dlopen(mod, file)
     const b = mod.exports as unknown as Lz4Binding
-    if (typeof b.compressSync !== 'function' || typeof b.uncompressSync !== 'function') {
-      throw new Error(`${file} does not export compressSync/uncompressSync`)
+    if (typeof b.compressSync !== 'function' || typeof b.uncompressSync !== 'function' || typeof b.uncompress !== 'function') {
+      throw new Error(`${file} does not export compressSync/uncompressSync/uncompress`)
     }
     return (lz4 = { binding: b, reason: null })
   } catch (err) {
@@ -140,13 +141,15 @@ export function encodeChunk(data: Uint8Array, preferred: CodecName = codecStatus
   return out
 }
 
-/** Decode a chunk file. `file` names it in errors. Does not check the hash (the repository does). */
-export function decodeChunk(bytes: Uint8Array, file: string): Buffer {
+interface ParsedChunk { codec: number; rawBytes: number; payload: Buffer }
+
+/** Check a chunk file's header against its size; `file` names it in errors. */
+function parseChunk(bytes: Uint8Array, file: string): ParsedChunk {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (buf.length < CHUNK_HEADER_BYTES) throw new FormatError(file, 'chunk header', 0, `file is ${buf.length} bytes, shorter than the ${CHUNK_HEADER_BYTES}-byte header`)
   if (buf.toString('latin1', 0, 4) !== CHUNK_MAGIC) throw new FormatError(file, 'chunk header', 0, `magic is not '${CHUNK_MAGIC}'`)
   if (buf[4] !== CHUNK_FORMAT_VERSION) throw new FormatError(file, 'chunk header', 4, `unsupported chunk format version ${buf[4]}`)
-  const codec = buf[5]
+  const codec = buf[5]!
   const rawBytes = buf.readUInt32LE(8)
   const payloadBytes = buf.readUInt32LE(12)
   if (rawBytes > MAX_CHUNK_BYTES) throw new FormatError(file, 'chunk header', 8, `content size ${rawBytes} exceeds ${MAX_CHUNK_BYTES}`)
@@ -156,22 +159,48 @@ export function decodeChunk(bytes: Uint8Array, file: string): Buffer {
   const payload = buf.subarray(CHUNK_HEADER_BYTES)
   if (codec === Codec.stored) {
     if (payloadBytes !== rawBytes) throw new FormatError(file, 'chunk header', 8, `stored chunk: payload ${payloadBytes} != content ${rawBytes}`)
-    return payload
+  } else if (codec === Codec.lz4) {
+    if (payload.length < 4 || payload.readUInt32LE(0) !== rawBytes) {
+      throw new FormatError(file, 'lz4 payload', CHUNK_HEADER_BYTES, 'size prefix does not match the header')
+    }
+  } else {
+    throw new FormatError(file, 'chunk header', 5, `unknown codec ${codec}`)
   }
-  if (codec !== Codec.lz4) throw new FormatError(file, 'chunk header', 5, `unknown codec ${codec}`)
-  if (payload.length < 4 || payload.readUInt32LE(0) !== rawBytes) {
-    throw new FormatError(file, 'lz4 payload', CHUNK_HEADER_BYTES, 'size prefix does not match the header')
-  }
-  const binding = loadLz4().binding
-  let out: Buffer
-  try {
-    out = binding ? binding.uncompressSync(payload) : lz4BlockDecode(payload.subarray(4), rawBytes)
-  } catch (err) {
-    if (err instanceof FormatError) throw new FormatError(file, err.structure, err.offset, err.message)
-    throw new FormatError(file, 'lz4 payload', CHUNK_HEADER_BYTES, `cannot decompress: ${(err as Error).message}`)
-  }
+  return { codec, rawBytes, payload }
+}
+
+function decompressed(out: Buffer, rawBytes: number, file: string): Buffer {
   if (out.length !== rawBytes) throw new FormatError(file, 'lz4 payload', CHUNK_HEADER_BYTES, `decompressed to ${out.length} bytes, header says ${rawBytes}`)
   return out
+}
+
+function decompressFailed(err: unknown, file: string): FormatError {
+  if (err instanceof FormatError) return new FormatError(file, err.structure, err.offset, err.message)
+  return new FormatError(file, 'lz4 payload', CHUNK_HEADER_BYTES, `cannot decompress: ${(err as Error).message}`)
+}
+
+/** Decode a chunk file. `file` names it in errors. Does not check the hash (the repository does). */
+export function decodeChunk(bytes: Uint8Array, file: string): Buffer {
+  const { codec, rawBytes, payload } = parseChunk(bytes, file)
+  if (codec === Codec.stored) return payload
+  const binding = loadLz4().binding
+  try {
+    return decompressed(binding ? binding.uncompressSync(payload) : lz4BlockDecode(payload.subarray(4), rawBytes), rawBytes, file)
+  } catch (err) {
+    throw decompressFailed(err, file)
+  }
+}
+
+/** decodeChunk with the LZ4 work on the thread pool (native), so several chunks decompress on several cores. */
+export async function decodeChunkAsync(bytes: Uint8Array, file: string): Promise<Buffer> {
+  const { codec, rawBytes, payload } = parseChunk(bytes, file)
+  if (codec === Codec.stored) return payload
+  const binding = loadLz4().binding
+  try {
+    return decompressed(binding ? await binding.uncompress(payload) : lz4BlockDecode(payload.subarray(4), rawBytes), rawBytes, file)
+  } catch (err) {
+    throw decompressFailed(err, file)
+  }
 }
 
 /**

@@ -142,7 +142,7 @@ export async function pruneRepository(o: PruneOptions): Promise<PruneResult> {
       await repo.syncChunks()
       await repo.removeTemporaries(graceMs)
     }
-    o.log?.('info', `prune: kept ${keep.size} backup(s), removed ${removed.length}, freed ${chunksRemoved} chunk(s)`)
+    for (const id of removed) o.log?.('verbose', `${o.dryRun ? 'would remove' : 'removed'} backup ${id}`)
     return { kept: remaining.map(m => m.id), removed, chunksRemoved, bytesFreed, chunksKeptInGrace, dryRun: !!o.dryRun }
   } finally {
     await lock.release()

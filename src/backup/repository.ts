@@ -20,7 +20,7 @@ import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
 import { fsyncDir, writeFileAtomic } from '../tracking/atomic-file.js'
-import { decodeChunk, encodeChunk, sha256HexAsync, type CodecName } from './chunk-codec.js'
+import { decodeChunkAsync, encodeChunk, sha256HexAsync, type CodecName } from './chunk-codec.js'
 import { acquireLock, type RepositoryLock } from './repository-lock.js'
 import { BACKUP_ID_PATTERN, chunkListPath, manifestPath, parseManifest, readChunkList, type Manifest } from './manifest.js'
 
@@ -199,7 +199,7 @@ export class Repository {
       }
       throw err
     }
-    const data = decodeChunk(bytes, file)
+    const data = await decodeChunkAsync(bytes, file)
     const actual = await sha256HexAsync(data)
     if (actual !== hash) throw new FormatError(file, 'chunk content', null, `SHA-256 is ${actual}, expected ${hash}`)
     return data
