@@ -24,86 +24,24 @@
  */
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import { randomUUID } from 'node:crypto'
 import { AppErrorCode, EngineError } from '../engine/errors.js'
-import { BitmapFormatError, DenseBitmap } from './bitmap.js'
+import { DenseBitmap } from './bitmap.js'
 import { cleanTemporaries, fsyncDir, writeFileAtomic } from './atomic-file.js'
-import { CoarseJournal, readJournal } from './coarse-journal.js'
+import { CoarseJournal } from './coarse-journal.js'
 import { identityMismatch, type DiskIdentity } from './disk-identity.js'
 import { bitmapToRangeList, granulesOf, type ByteRange, type RangeList } from './ranges.js'
 import { acquireStoreLock } from './store-lock.js'
 import { readState, writeState, StateFormatError, type RefPointRecord, type StoreState } from './store-state.js'
 
-export const DEFAULT_GRANULARITY_BYTES = 64 * 1024
-/**
- * Default coarse journal region: 8 MiB. A cold sequential writer pays one fdatasync per 8 MiB written per epoch
- * (about 1 per 8 ms at 1 GB/s; measured in bench/tracking-write-cost.mjs); a crash over-reports at most the regions
- * touched since the last checkpoint, 8 MiB each; a 2 TiB disk needs a 32 KiB journal.
- */
-export const DEFAULT_COARSE_REGION_BYTES = 8 * 1024 * 1024
+import {
+  checkPow2, describeLoadFailure, exists, freshState, IN_FLIGHT_EXPIRY_MS, loadBitmap, orJournals, sidecarPathOf,
+  UNION_CACHE_ENTRIES, untrustedError, DEFAULT_COARSE_REGION_BYTES, DEFAULT_GRANULARITY_BYTES,
+  type EnableOptions, type OpenStoreOptions, type RefPointInfo, type TrackingStatus,
+} from './store-support.js'
 
-/** A write "in flight" longer than this (an observer that never called afterWrite) is no longer double-counted. */
-export const IN_FLIGHT_EXPIRY_MS = 60_000
-/** Cached unions of frozen segments (4 MiB each for a 2 TiB disk at 64 KiB). */
-const UNION_CACHE_ENTRIES = 4
-
-export interface EnableOptions {
-  granularityBytes?: number
-  coarseRegionBytes?: number
-}
-
-export interface OpenStoreOptions {
-  /** Query only: never writes to the sidecar, never recovers (a dirty store is read as persistent copy OR journal). */
-  readOnly?: boolean
-  /** The disk's identity now (checked against the one recorded at clean close). Omit to skip the check. */
-  identity?: DiskIdentity
-  /** The disk's virtual size now (checked against the one recorded at enable). */
-  diskSizeBytes?: number
-  /** Take over a lock held by this very process (tests simulating a crash in-process). */
-  takeOverOwnLock?: boolean
-}
-
-export interface RefPointInfo {
-  id: string
-  sequence: number
-  createdAt: string
-}
-
-export interface TrackingStatus {
-  diskPath: string
-  sidecarPath: string
-  generation: string
-  sequence: number
-  granularityBytes: number
-  coarseRegionBytes: number
-  diskSizeBytes: number
-  trusted: boolean
-  untrustedReason: string | null
-  /** True when this open found the store not closed cleanly and rebuilt the live bitmap from journal + copy. */
-  recoveredAfterCrash: boolean
-  recoveryReason: string | null
-  /** Read-only view of a store that another process has open (or that crashed): may over-report. */
-  openElsewhereOrCrashed: boolean
-  refPoints: RefPointInfo[]
-  /** Bytes marked in the live bitmap (changes since the newest reference point). */
-  liveChangedBytes: number
-}
-
-export function sidecarPathOf(diskPath: string): string {
-  return `${diskPath}.hvcbt`
-}
-
-function checkPow2(name: string, n: number, lo: number, hi: number): void {
-  if (!Number.isSafeInteger(n) || n < lo || n > hi || (n & (n - 1)) !== 0) {
-    throw new EngineError(`${name} ${n} must be a power of two between ${lo} and ${hi} bytes`, 'InvalidArgument',
-      AppErrorCode.Generic, { [name]: n })
-  }
-}
-
-function untrustedError(diskPath: string, reason: string): EngineError {
-  return new EngineError(`change tracking for ${diskPath} cannot be trusted: ${reason}; ` +
-    'run `hvcbt tracking reset` and take a full backup', 'InvalidData', AppErrorCode.InvalidData,
-  { diskPath, reason })
+export {
+  DEFAULT_COARSE_REGION_BYTES, DEFAULT_GRANULARITY_BYTES, IN_FLIGHT_EXPIRY_MS, sidecarPathOf,
+  type EnableOptions, type OpenStoreOptions, type RefPointInfo, type TrackingStatus,
 }
 
 export class TrackingStore {
@@ -655,63 +593,4 @@ export class TrackingStore {
     }
     await fsyncDir(dir)
   }
-}
-
-function freshState(diskSizeBytes: number, granularityBytes: number, coarseRegionBytes: number,
-  identity: DiskIdentity | null): StoreState {
-  return {
-    format: 'hvcbt-tracking',
-    version: 1,
-    generation: randomUUID(),
-    sequence: 0,
-    granularityBytes,
-    coarseRegionBytes,
-    diskSizeBytes,
-    clean: true,
-    identity,
-    checkpointSeq: 0,
-    liveFile: 'live-0.bm',
-    journalEpoch: 0,
-    refPoints: [],
-    createdAt: new Date().toISOString(),
-    untrustedReason: null,
-    lastRecovery: null,
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fsp.access(file)
-    return true
-  } catch {
-    return false
-  }
-}
-
-async function loadBitmap(file: string, bits: number): Promise<DenseBitmap> {
-  return DenseBitmap.deserialize(await fsp.readFile(file), bits)
-}
-
-function describeLoadFailure(what: string, file: string, err: unknown): string {
-  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return `the ${what} file ${file} is missing`
-  if (err instanceof BitmapFormatError) return `the ${what} file ${file} is corrupt: ${err.message}`
-  return `the ${what} file ${file} cannot be read: ${(err as Error).message}`
-}
-
-/** OR every journal of the store's generation into `live` (coarse regions expanded to fine granules). */
-async function orJournals(dir: string, state: StoreState, live: DenseBitmap): Promise<{ files: number; regions: number }> {
-  let files = 0
-  let regions = 0
-  for (const name of await fsp.readdir(dir)) {
-    if (!/^journal-\d+\.mrt$/.test(name)) continue
-    const { header, regions: bm } = await readJournal(path.join(dir, name))
-    if (header.generation !== state.generation) continue
-    files++
-    bm.forEachRun((start, count) => {
-      regions += count
-      const [f, c] = granulesOf(start * header.regionBytes, count * header.regionBytes, state.granularityBytes)
-      live.setRange(f, c)
-    })
-  }
-  return { files, regions }
 }
