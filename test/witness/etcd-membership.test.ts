@@ -61,7 +61,7 @@ t.test('membership through a real etcd', { skip }, async t => {
   t.teardown(() => etcd.stop())
   const children: ChildProcess[] = []
   t.teardown(() => children.forEach(c => c.kill('SIGKILL')))
-  const a = await EtcdMembership.join({ endpoints: [etcd.url], self: { name: 'A', addresses: ['127.0.0.1'] }, leaseTtlSeconds: 2, log: (l, m) => console.error('A', l, m) })
+  const a = await EtcdMembership.join({ endpoints: [etcd.url], self: { name: 'A', addresses: ['127.0.0.1'] }, leaseTtlSeconds: 2 })
   t.teardown(() => a.close())
   const b = await EtcdMembership.join({ endpoints: [etcd.url], self: { name: 'B', addresses: ['127.0.0.2'] }, leaseTtlSeconds: 2 })
   t.teardown(() => b.close())

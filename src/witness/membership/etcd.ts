@@ -96,6 +96,7 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
   private probePort = 0
   private readonly probes = new Map<string, net.Socket>()
   private closed = false
+  private rejoining = false
   private readonly root: string
   private readonly self: { name: string; addresses: string[] }
   private readonly ttl: number
@@ -167,8 +168,19 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
   }
 
   private async start(): Promise<void> {
-    const { Etcd3 } = await import('etcd3')
-    this.client = new Etcd3({ hosts: this.opts.endpoints, dialTimeout: 3000 })
+    const [{ Etcd3 }, { noop, ExponentialBackoff }] = await Promise.all([import('etcd3'), import('cockatiel')])
+    // etcd3's default circuit breaker stays open for a while after an outage and fails every call made meanwhile,
+    // lease keep-alives included: this class does its own retrying (rejoin) and wants the watch back quickly.
+    this.client = new Etcd3({
+      hosts: this.opts.endpoints,
+      dialTimeout: 3000,
+      faultHandling: {
+        host: () => noop,
+        global: noop,
+        // etcd3's typings name an older cockatiel's IBackoff; the object is the same at run time
+        watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as never,
+      },
+    })
     await this.listenProbe()
     const me = this.self.name.toUpperCase()
     await this.client.put(`${this.root}known/${me}`).value(JSON.stringify(this.self))
@@ -215,20 +227,25 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
 
   /** After a lost lease (etcd was away longer than the TTL): retry until etcd answers again. */
   private async rejoin(): Promise<void> {
-    for (let delay = 200; !this.closed; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await this.publishLive()
-        await this.reload()
-        this.health('lease', true)
-        return
-      } catch {
-        await new Promise(r => setTimeout(r, delay))
+    if (this.rejoining) return
+    this.rejoining = true
+    try {
+      for (let delay = 200; !this.closed; delay = Math.min(delay * 2, 2000)) {
+        try {
+          await this.publishLive()
+          await this.reload()
+          this.health('lease', true)
+          return
+        } catch {
+          await new Promise(r => setTimeout(r, delay))
+        }
       }
+    } finally {
+      this.rejoining = false
     }
   }
 
   private health(stream: 'lease' | 'watch', ok: boolean): void {
-    if (process.env.HVCBT_ETCD_DEBUG) console.error('health', this.self.name, stream, ok)
     if (stream === 'lease') this.leaseOk = ok
     else this.watchOk = ok
     if (this.leaseOk && this.watchOk) this.markConnected()
