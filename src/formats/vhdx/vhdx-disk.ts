@@ -6,8 +6,9 @@
  * FileWriteGuid, DataWriteGuid and LogGuid. A write that needs new blocks extends the file (1 MiB aligned),
  * writes the payload, flushes, and only then logs the BAT / sector-bitmap sectors it changed (VhdxLogWriter:
  * entry, flush, apply in place, flush). So after a crash the BAT never points at data that was not written, and
- * a replayed log restores any half-applied metadata. Writes are serialized by one lock (they share allocation
- * state); reads run concurrently and see the BAT as of their start. `close` records LogGuid = 0.
+ * a replayed log restores any half-applied metadata. Writes that change metadata are serialized by one lock
+ * (they share allocation state); writes that land entirely in FULLY_PRESENT blocks, and all reads, run
+ * concurrently and see the BAT as of their start. `close` records LogGuid = 0.
  *
  * Block states while writing: FULLY_PRESENT blocks are written in place; ZERO / UNMAPPED / UNDEFINED /
  * NOT_PRESENT blocks get space (reusing a recorded FileOffsetMB, zero-filling what the write does not cover)
@@ -264,11 +265,34 @@ export class VhdxDisk implements VirtualDisk {
 
   async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
     this.assertWritable()
+    if (this.dataWriteGuidChanged && this.allFullyPresent(offset, data.length)) {
+      // Fast path: no metadata changes, so no lock; writes to allocated blocks run concurrently. (Overlapping
+      // in-flight requests have no defined order anyway; a block deallocated meanwhile keeps its space, so the
+      // bytes land in space that is either hidden or zero-filled before reuse.)
+      for (let done = 0; done < data.length;) {
+        const pos = offset + done
+        const block = Math.floor(pos / this.blockSize)
+        const inBlock = pos - block * this.blockSize
+        const n = Math.min(data.length - done, this.blockSize - inBlock)
+        await this.io.write(data.subarray(done, done + n), this.bat.offset(this.bat.payloadIndex(block)) + inBlock)
+        done += n
+      }
+      if (flags?.fua) await this.io.flush()
+      return
+    }
     return this.exclusive(async () => {
       await this.startSession()
       await this.writeLocked(offset, data)
       if (flags?.fua) await this.io.flush()
     })
+  }
+
+  private allFullyPresent(offset: number, length: number): boolean {
+    const last = Math.floor((offset + length - 1) / this.blockSize)
+    for (let b = Math.floor(offset / this.blockSize); b <= last; b++) {
+      if (this.bat.state(this.bat.payloadIndex(b)) !== PAYLOAD_BLOCK_FULLY_PRESENT) return false
+    }
+    return true
   }
 
   private async writeLocked(offset: number, data: Uint8Array): Promise<void> {
