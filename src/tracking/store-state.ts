@@ -98,5 +98,8 @@ export async function readState(file: string): Promise<StoreState> {
       !Array.isArray(s.refPoints) || typeof s.liveFile !== 'string') {
     throw new StateFormatError(`${file}: fields out of range`)
   }
+  if (Math.ceil(s.diskSizeBytes / s.granularityBytes) > 2 ** 31) {
+    throw new StateFormatError(`${file}: disk size and granularity need a bitmap larger than 2^31 bits`)
+  }
   return s
 }

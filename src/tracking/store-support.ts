@@ -79,6 +79,21 @@ export function checkPow2(name: string, n: number, lo: number, hi: number): void
   }
 }
 
+/** Largest fine bitmap a store may hold in memory (2^31 bits = 256 MiB; 64 TiB at 32 KiB). */
+export const MAX_FINE_BITS = 2 ** 31
+
+/** Refuse a granularity whose bitmap would not fit comfortably in memory, naming the smallest that would. */
+export function checkBitmapSize(diskSizeBytes: number, granularityBytes: number): void {
+  const bits = Math.ceil(diskSizeBytes / granularityBytes)
+  if (bits > MAX_FINE_BITS) {
+    let g = granularityBytes
+    while (Math.ceil(diskSizeBytes / g) > MAX_FINE_BITS) g *= 2
+    throw new EngineError(`granularity ${granularityBytes} bytes needs a ${bits}-bit bitmap for a ${diskSizeBytes}-byte ` +
+      `disk (at most ${MAX_FINE_BITS}); use ${g} bytes or more`, 'InvalidArgument', AppErrorCode.Generic,
+    { granularityBytes, diskSizeBytes })
+  }
+}
+
 export function untrustedError(diskPath: string, reason: string): EngineError {
   return new EngineError(`change tracking for ${diskPath} cannot be trusted: ${reason}; ` +
     'run `hvcbt tracking reset` and take a full backup', 'InvalidData', AppErrorCode.InvalidData,

@@ -34,7 +34,7 @@ import { acquireStoreLock } from './store-lock.js'
 import { readState, writeState, StateFormatError, type RefPointRecord, type StoreState } from './store-state.js'
 
 import {
-  checkPow2, describeLoadFailure, exists, freshState, IN_FLIGHT_EXPIRY_MS, loadBitmap, orJournals, sidecarPathOf,
+  checkBitmapSize, checkPow2, describeLoadFailure, exists, freshState, IN_FLIGHT_EXPIRY_MS, loadBitmap, orJournals, sidecarPathOf,
   UNION_CACHE_ENTRIES, untrustedError, DEFAULT_COARSE_REGION_BYTES, DEFAULT_GRANULARITY_BYTES,
   type EnableOptions, type OpenStoreOptions, type RefPointInfo, type TrackingStatus,
 } from './store-support.js'
@@ -80,6 +80,7 @@ export class TrackingStore {
     const coarseRegionBytes = options.coarseRegionBytes ?? Math.max(DEFAULT_COARSE_REGION_BYTES, granularityBytes)
     checkPow2('granularityBytes', granularityBytes, 4096, 64 * 2 ** 20)
     checkPow2('coarseRegionBytes', coarseRegionBytes, 2 ** 20, 64 * 2 ** 20)
+    checkBitmapSize(diskSizeBytes, granularityBytes)
     const dir = sidecarPathOf(diskPath)
     // The directory may already hold content-scan hash maps (scan works without tracking); state.json decides.
     await fsp.mkdir(dir, { recursive: true })
@@ -449,6 +450,7 @@ export class TrackingStore {
       const c = options.coarseRegionBytes ?? Math.max(this.state.coarseRegionBytes, g)
       checkPow2('granularityBytes', g, 4096, 64 * 2 ** 20)
       checkPow2('coarseRegionBytes', c, 2 ** 20, 64 * 2 ** 20)
+      checkBitmapSize(diskSizeBytes, g)
       const old = this.state
       this.state = freshState(diskSizeBytes, g, c, identity)
       this.state.checkpointSeq = old.checkpointSeq + 1

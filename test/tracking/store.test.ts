@@ -214,6 +214,8 @@ t.test('enable validates its options and refuses to enable twice', async t => {
   const disk = await setup(t)
   await t.rejects(TrackingStore.enable(disk, 64 * MiB, null, { granularityBytes: 3000 }), { category: 'InvalidArgument' })
   await t.rejects(TrackingStore.enable(disk, 64 * MiB, null, { granularityBytes: 128 * MiB }), { category: 'InvalidArgument' })
+  await t.rejects(TrackingStore.enable(disk, 64 * 2 ** 40, null, { granularityBytes: 4096 }), /use 32768 bytes or more/,
+    'a bitmap too big for memory is refused before any allocation')
   await TrackingStore.enable(disk, 64 * MiB, null, { granularityBytes: 4096 })
   await t.rejects(TrackingStore.enable(disk, 64 * MiB, null), { category: 'ResourceExists' })
   t.equal(await TrackingStore.disable(disk), true)
