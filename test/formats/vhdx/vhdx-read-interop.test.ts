@@ -65,3 +65,36 @@ for (const [name, size, opts] of cases) {
     }
   })
 }
+
+t.test('HvCbt writing into a qemu-made VHDX: qemu-img check and compare stay clean', { skip: haveQemu ? false : 'qemu-img/qemu-io not installed' }, async t => {
+  const dir = tempDir(t)
+  const p = join(dir, 'q.vhdx')
+  const size = 96 * MiB
+  run('qemu-img', ['create', '-q', '-f', 'vhdx', '-o', 'block_size=8M', p, String(size)])
+  qemuWrite(p, [[0, 3 * MiB, 0x31], [40 * MiB + 512, 65536, 0x32]])
+  run('qemu-img', ['convert', '-f', 'vhdx', '-O', 'raw', p, join(dir, 'before.raw')])
+  const expected = readFileSync(join(dir, 'before.raw'))
+  const d = await openVhdx(p, {})
+  const r = rng(5)
+  for (let i = 0; i < 25; i++) {
+    const len = (1 + Math.floor(r() * 4000)) * 512
+    const off = Math.floor(r() * ((size - len) / 512)) * 512
+    if (i % 6 === 5) {
+      await d.writeZeroes(off, len)
+      expected.fill(0, off, off + len)
+    } else {
+      const data = Buffer.alloc(len, 0x40 + i)
+      await d.write(off, data)
+      data.copy(expected, off)
+    }
+  }
+  await d.close()
+  const { writeFileSync } = await import('node:fs')
+  writeFileSync(join(dir, 'expected.raw'), expected)
+  const { runStatus } = await import('./helpers.js')
+  const chk = runStatus('qemu-img', ['check', '-f', 'vhdx', p])
+  t.equal(chk.status, 0, `qemu-img check: ${chk.out}`)
+  const cmp = runStatus('qemu-img', ['compare', '-f', 'vhdx', '-F', 'raw', p, join(dir, 'expected.raw')])
+  t.equal(cmp.status, 0, `qemu-img compare: ${cmp.out}`)
+  t.same(await checkVhdx(p), [])
+})
