@@ -122,6 +122,15 @@ t.test('a logged but unapplied BAT update is replayed: in memory read-only, in p
   writeFileSync(crashed, img)
   const problems = await checkVhdx(crashed)
   t.match(problems, [{ structure: 'log', severity: 'warning', message: /must be replayed/ }])
+  if (haveQemu) {
+    // qemu must be able to replay a log HvCbt wrote: it refuses read-only, and replays on a read-write open.
+    const q = join(dir, 'for-qemu.vhdx')
+    copyFileSync(crashed, q)
+    t.match(runStatus('qemu-img', ['check', '-f', 'vhdx', q]).out, /log that needs to be replayed/)
+    const io = runStatus('qemu-io', ['-f', 'vhdx', '-c', `read -P 0xc3 ${3 * MiB} 8192`, q])
+    t.ok(io.status === 0 && !/fail/i.test(io.out), `qemu replays HvCbt's log entry and reads the data: ${io.out}`)
+    t.equal(runStatus('qemu-img', ['check', '-f', 'vhdx', q]).status, 0, 'qemu-img check clean after qemu replayed')
+  }
   const ro = await openVhdx(crashed, { readOnly: true })
   const buf = Buffer.alloc(8192)
   await ro.read(3 * MiB, buf)
