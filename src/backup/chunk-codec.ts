@@ -20,9 +20,8 @@
  * module is loaded by process.dlopen of its .node file: from the npm platform package in development, from the
  * SEA asset `lz4-napi.node` in the single executable (extracted once to the temp directory, like the sparse
  * addon); HVCBT_LZ4_ADDON=<path of the .node file> overrides both. When it cannot be loaded the engine still
- * works: new chunks are stored uncompressed, and existing lz4
- * chunks are decoded by the small pure-JS LZ4 block decoder below (slower, but a repository never becomes
- * unreadable).
+ * works: new chunks are stored uncompressed, and existing lz4 chunks are decoded by the small pure-JS LZ4 block
+ * decoder below (slower, but a repository never becomes unreadable).
  */
 import { createHash, webcrypto } from 'node:crypto'
 import fs from 'node:fs'

@@ -120,7 +120,14 @@ export async function pruneRepository(o: PruneOptions): Promise<PruneResult> {
     const remaining = manifests.filter(m => keep.has(m.id))
     const referenced = new Set<string>()
     for (const m of remaining) {
-      const list = await repo.readChunkList(m)
+      let list: Buffer
+      try {
+        list = await repo.readChunkList(m)
+      } catch (err) {
+        // A kept backup's chunks are unknown: collecting garbage now could delete chunks it needs.
+        throw new EngineError(`prune refused: the chunk list of backup ${m.id}, which is kept, cannot be read ` +
+          `(${(err as Error).message}); nothing was removed`, 'InvalidData', AppErrorCode.InvalidData, { id: m.id })
+      }
       for (let i = 0; i < m.chunkCount; i++) {
         const h = chunkHashAt(list, i)
         if (h) referenced.add(h)
