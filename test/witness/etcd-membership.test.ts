@@ -108,6 +108,31 @@ t.test('membership through a real etcd', { skip }, async t => {
     t.throws(() => a.setNodeState('NOPE', 'down'), /no node named NOPE/)
   })
 
+  t.test('moves reach every node once; registrations are published cluster-wide', async t => {
+    const seenA: string[] = []
+    const seenB: string[] = []
+    a.onMove(m => seenA.push(`${m.kind}:${m.name}->${m.to}`))
+    b.onMove(m => seenB.push(`${m.kind}:${m.name}->${m.to}`))
+    const cmd = await a.requestMove({ kind: 'client', name: 'HV1', to: 'B' })
+    t.match(cmd.id, /^[a-z0-9]+-[a-z0-9]+$/)
+    const deadline = Date.now() + 10_000
+    while ((seenA.length < 1 || seenB.length < 1) && Date.now() < deadline) await new Promise(r => setTimeout(r, 50))
+    t.same(seenA, ['client:HV1->B'])
+    t.same(seenB, ['client:HV1->B'])
+    a.publishRegistrations([{ id: 'r1', clientName: 'HV1' }])
+    b.publishRegistrations([{ id: 'r2', clientName: 'HV2' }])
+    let all: Array<{ node: string; registrations: unknown[] }> = []
+    while (Date.now() < deadline) {
+      all = await b.clusterRegistrations()
+      if (all.length === 2) break
+      await new Promise(r => setTimeout(r, 50))
+    }
+    t.same(all.sort((x, y) => x.node.localeCompare(y.node)), [
+      { node: 'A', registrations: [{ id: 'r1', clientName: 'HV1' }] },
+      { node: 'B', registrations: [{ id: 'r2', clientName: 'HV2' }] },
+    ])
+  })
+
   t.test('etcd outage: the last view is kept, status is degraded, and changes during it arrive once after', async t => {
     const e = await startChild(etcd.url, 'E', '127.0.0.5', 2)
     children.push(e)
@@ -130,6 +155,12 @@ t.test('membership through a real etcd', { skip }, async t => {
     t.equal(stateOf(a.nodes(), 'B'), 'up')
     const eDowns = changes.filter((v, i) => stateOf(v, 'E') === 'down' && (i === 0 || stateOf(changes[i - 1]!, 'E') !== 'down'))
     t.equal(eDowns.length, 1, 'E went down exactly once in A\'s view')
+    const moves: string[] = []
+    a.onMove(m => moves.push(m.name))
+    await b.requestMove({ kind: 'share', name: 'VMS', to: 'A' })
+    const deadline = Date.now() + 10_000
+    while (moves.length === 0 && Date.now() < deadline) await new Promise(r => setTimeout(r, 50))
+    t.same(moves, ['VMS'], 'a move after the outage arrives; none from before is repeated')
   })
 })
 

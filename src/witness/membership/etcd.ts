@@ -5,6 +5,9 @@
  *   known/<NODE>     {name, addresses}                       no lease: remembers that the node exists
  *   live/<NODE>      {name, addresses, leaseId, probe, pid}  attached to the node's lease: present = alive
  *   override/<NODE>  "down" | "up"                           administrator's state (hvcbt witness node-state)
+ *   registrations/<NODE>  [registration, ...]                on the node's lease: cluster-wide Get-WitnessClient
+ *   moves/<ID>       {kind, name, to, networkName}           on a short lease: an administrator's client/share move;
+ *                                                            every node applies it to the registrations it holds
  * A node's state is `down` when an override says so, else `up` while its live key exists, else `down`.
  *
  * Failure detection has two paths. The authoritative one is etcd's lease: a node that stops renewing (crash, power
@@ -49,6 +52,20 @@ export interface MembershipStatus {
   endpoints: string[]
 }
 
+/** An administrator's move, delivered by whichever node holds the affected registrations. */
+export interface MoveCommand {
+  id: string
+  kind: 'client' | 'share'
+  /** Client computer name (kind 'client') or share name (kind 'share'). */
+  name: string
+  /** Destination node. */
+  to: string
+  networkName?: string
+}
+
+/** How long a move command stays in etcd: long enough for every node, including one catching up after an outage. */
+const moveTtlSeconds = 120
+
 interface LiveRecord {
   name: string
   addresses: string[]
@@ -86,6 +103,9 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
   private readonly known = new Map<string, { name: string; addresses: string[] }>()
   private readonly live = new Map<string, LiveRecord>()
   private readonly overrides = new Map<string, string>()
+  /** Moves already handed to listeners: a reload after an outage re-reads moves/ and must not repeat them. */
+  private readonly appliedMoves = new Set<string>()
+  private registrationsJson = ''
   private view: NodeInfo[] = []
   private revision: string | null = null
   private degradedSince: Date | null = null
@@ -148,6 +168,42 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
         ? this.client.put(`${this.root}override/${key}`).value('down').exec()
         : this.client.delete().key(`${this.root}override/${key}`).exec()
     void op.catch(err => this.log('warning', `node-state ${name} ${state} not stored in etcd: ${(err as Error).message}`))
+  }
+
+  /** 'move' fires once per move command (from any node) with the command; the listener applies it locally. */
+  onMove(listener: (cmd: MoveCommand) => void): void {
+    this.on('move', listener)
+  }
+
+  /** Asks every node to deliver a CLIENT_MOVE / SHARE_MOVE to the registrations it holds. */
+  async requestMove(cmd: Omit<MoveCommand, 'id'>): Promise<MoveCommand> {
+    const full: MoveCommand = { ...cmd, id: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}` }
+    const lease = this.client.lease(moveTtlSeconds, { autoKeepAlive: false })
+    await lease.put(`${this.root}moves/${full.id}`).value(JSON.stringify(full))
+    return full
+  }
+
+  /** Publishes the registrations this node holds (bound to its lease, so they vanish with the node). */
+  publishRegistrations(registrations: unknown[]): void {
+    const json = JSON.stringify(registrations)
+    if (json === this.registrationsJson || !this.lease || this.closed) return
+    this.registrationsJson = json
+    void this.lease
+      .put(`${this.root}registrations/${this.self.name.toUpperCase()}`)
+      .value(json)
+      .exec()
+      .catch(() => {
+        this.registrationsJson = '' // published again on the next change or re-join
+      })
+  }
+
+  /** Registrations held by every live node, as they published them. */
+  async clusterRegistrations(): Promise<Array<{ node: string; registrations: unknown[] }>> {
+    const res = await this.client.getAll().prefix(`${this.root}registrations/`).exec()
+    return (res.kvs as KV[]).map(kv => ({
+      node: kv.key.toString().slice(`${this.root}registrations/`.length),
+      registrations: JSON.parse(kv.value.toString()) as unknown[],
+    }))
   }
 
   async close(): Promise<void> {
@@ -223,6 +279,7 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
       pid: process.pid,
     }
     await lease.put(`${this.root}live/${this.self.name.toUpperCase()}`).value(JSON.stringify(rec))
+    this.registrationsJson = '' // the old lease took the published registrations with it
   }
 
   /** After a lost lease (etcd was away longer than the TTL): retry until etcd answers again. */
@@ -317,6 +374,9 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
       } else if (kindOfKey === 'override') {
         if (kind === 'put') this.overrides.set(node, kv.value.toString())
         else this.overrides.delete(node)
+      } else if (kindOfKey === 'moves' && kind === 'put' && !this.appliedMoves.has(node)) {
+        this.appliedMoves.add(node)
+        this.emit('move', JSON.parse(kv.value.toString()) as MoveCommand)
       }
     } catch {
       this.log('warning', `ignoring a malformed membership record at ${key}`)
