@@ -73,7 +73,11 @@ const Creds = {
 
 /** Read a password: from params, from stdin (--password-stdin), or from a no-echo prompt on a terminal. */
 async function readPassword(p: { password?: string; passwordStdin?: boolean }, ctx: CallContext, what: string): Promise<string> {
-  if (p.password !== undefined) return p.password
+  if (p.password !== undefined) {
+    // A password on a command line is visible to every user (ps, shell history): the CLI must not take one.
+    if (ctx.interactive) throw new EngineError('--password is not accepted on the command line: use --password-stdin or the prompt', 'SecurityError')
+    return p.password
+  }
   if (p.passwordStdin) {
     const rl = createInterface({ input: process.stdin })
     for await (const line of rl) {
