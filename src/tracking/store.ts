@@ -251,6 +251,23 @@ export class TrackingStore {
     }
   }
 
+  /**
+   * Record changes found by another source (a differencing child's present sectors, a content-scan diff) as changes
+   * after the newest reference point, durably (journal, then a checkpoint). Fails on an untrusted store: imported
+   * ranges cannot repair a history that is already incomplete.
+   */
+  async importChanges(ranges: ByteRange[]): Promise<void> {
+    this.checkWritable()
+    this.checkTrusted()
+    const marks: Promise<void>[] = []
+    for (const r of ranges) {
+      const p = this.markWrite(r.offset, r.length)
+      if (p) marks.push(p)
+    }
+    await Promise.all(marks)
+    await this.checkpoint()
+  }
+
   endWrite(token: number): void {
     this.inFlight.delete(token)
   }

@@ -12,7 +12,7 @@
 import { resolve } from 'node:path'
 import { Type, type Static } from 'typebox'
 import { EngineError } from '../errors.js'
-import { defineMethod } from '../method.js'
+import { defineMethod, type AnyMethod } from '../method.js'
 import { formatBytes } from '../../cli/format.js'
 import { openDisk, parentOf } from '../../formats/open.js'
 import { parseSize } from '../../formats/size.js'
@@ -420,6 +420,44 @@ export const trackingMethods = [
     },
   }),
   defineMethod({
+    name: 'tracking.import',
+    summary: 'Add the changes found by another source to a tracked disk (after its newest reference point)',
+    description: '--from-differencing CHILD: the sectors present in a differencing child of this disk (e.g. writes a ' +
+      'VM made to a Hyper-V checkpoint AVHDX). --from-scan: the blocks whose content changed since the last saved ' +
+      'content scan of this disk (the scan map is updated). Both are added to the live bitmap, journaled and ' +
+      'checkpointed, so tracking.changes and the dirty-bitmap contexts include them.',
+    params: Type.Object({
+      disk: DiskParam,
+      fromDifferencing: Type.Optional(Type.String({ minLength: 1, description: 'differencing child whose present sectors to import' })),
+      fromScan: Type.Optional(Type.Boolean({ description: 'import the blocks changed since the last saved content scan' })),
+    }, { additionalProperties: false }),
+    result: Type.Object({ rangeCount: Type.Integer(), importedBytes: Type.Integer() }),
+    cli: { positional: ['disk'], human: r => `imported ${r.rangeCount} range(s), ${formatBytes(r.importedBytes)}` },
+    async handler(p, ctx) {
+      const path = resolve(p.disk)
+      if ((p.fromDifferencing === undefined) === (p.fromScan !== true)) {
+        throw new EngineError('give exactly one of --from-differencing CHILD and --from-scan', 'InvalidArgument')
+      }
+      let ranges: ByteRange[]
+      if (p.fromDifferencing !== undefined) {
+        const child = await openDisk(resolve(p.fromDifferencing), { readOnly: true, onNote: m => ctx.log('warning', m) })
+        try {
+          if (!parentOf(child)) throw new EngineError(`${p.fromDifferencing} is not a differencing disk`, 'InvalidArgument')
+          ranges = await differencingChanges(child, { signal: ctx.signal })
+        } finally {
+          await child.close()
+        }
+      } else {
+        const scan = findMethod('tracking.scan')
+        const r = await scan.handler({ disk: path }, ctx) as { changedBytes: number | null; ranges: ByteRange[] }
+        if (r.changedBytes === null) throw new EngineError(`no previous content scan of ${path} to compare with`, 'InvalidOperation')
+        ranges = r.ranges
+      }
+      await withWritableStore(path, s => s.importChanges(ranges))
+      return { rangeCount: ranges.length, importedBytes: totalBytes(ranges) }
+    },
+  }),
+  defineMethod({
     name: 'tracking.differencing',
     summary: 'Changes recorded by a differencing disk (AVHDX / differencing VHD) relative to its parent',
     description: 'The sectors present in the child are the changes since the checkpoint that created it; no ' +
@@ -447,5 +485,9 @@ export const trackingMethods = [
     },
   }),
 ]
+
+function findMethod(name: string): AnyMethod {
+  return trackingMethods.find(m => m.name === name)! as unknown as AnyMethod
+}
 
 export type TrackingStatusResult = Static<typeof Status>
