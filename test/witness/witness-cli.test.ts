@@ -1,5 +1,6 @@
 // The witness methods through the real engine process: user add (password from stdin), serve as a service,
 // admin commands over the root-only socket, a client-side registration, node-state and move-client.
+// (Refusals are checked in-process by witness-methods.test.ts; each engine start here costs 1-2 s.)
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
@@ -53,8 +54,6 @@ t.test('hvcbt witness: serve, user add, clients, node-state, move-client, client
   const list = runHvcbt(['witness', 'interfaces', '--server', IP1, '--user', 'bob', '--password-stdin', '--json'], { input: 'Pw0rd!x\n', env })
   t.equal(list.status, 0, list.stderr)
   t.same(JSON.parse(list.stdout).map((i: { name: string; witness: boolean }) => [i.name, i.witness]), [['FS1', false], ['FS2', true]])
-  const denied = runHvcbt(['witness', 'interfaces', '--server', IP1, '--json'], { env })
-  t.not(denied.status, 0, 'anonymous GetInterfaceList refused')
 
   const client = startProcess(['witness', 'client', 'register', '--net-name', 'SOFS', '--file-server', IP2, '--witness', IP1,
     '--client-name', 'HV7', '--user', 'bob', '--password-stdin', '--seal', '--verbose'], env, 'Pw0rd!x\n')
@@ -71,9 +70,4 @@ t.test('hvcbt witness: serve, user add, clients, node-state, move-client, client
   const mv = runHvcbt(['witness', 'move-client', '--client', 'HV7', '--to', 'FS1', '--server', IP1, '--json'], { env })
   t.equal(JSON.parse(mv.stdout).notified, 1)
   await client.waitFor(/client-move: 127\.0\.0\.41/)
-  const bad = runHvcbt(['witness', 'node-state', '--node', 'FS9', '--state', 'down', '--server', IP1], { env })
-  t.not(bad.status, 0)
-  t.match(bad.stderr, /no node named FS9/)
-  const none = runHvcbt(['witness', 'clients', '--server', '127.0.0.99'], { env })
-  t.match(none.stderr, /no witness service is running/)
 })
