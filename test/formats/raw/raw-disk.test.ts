@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { openRaw, RAW_SECTOR_BYTES } from '../../../src/formats/raw/raw-disk.js'
-import { sparseSupport } from '../../../src/platform/sparse.js'
+import { resetSparseForTests, setSparseWarningSink, sparseSupport } from '../../../src/platform/sparse.js'
 
 const MiB = 1024 * 1024
 
@@ -123,4 +123,31 @@ t.test('qemu-img sees what RawDisk wrote', async t => {
   t.ok(dataAt, 'qemu-img map reports the written range as data')
   const out = execFileSync('qemu-io', ['-f', 'raw', '-c', `read -P 0x5a ${MiB} 64k`, file]).toString()
   t.notMatch(out, /Pattern verification failed/, 'qemu-io verifies the pattern')
+})
+
+t.test('without the native addon: extents are all data, trim and zeroing write zeros', async t => {
+  const saved = process.env.HVCBT_NO_NATIVE
+  const warnings: string[] = []
+  process.env.HVCBT_NO_NATIVE = '1'
+  resetSparseForTests()
+  setSparseWarningSink(m => warnings.push(m))
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.HVCBT_NO_NATIVE
+    else process.env.HVCBT_NO_NATIVE = saved
+    resetSparseForTests()
+    setSparseWarningSink(m => process.stderr.write(`hvcbt: warning: ${m}\n`))
+  })
+  const file = sparseFile(tempDir(t), 'f.raw', 4 * MiB)
+  const disk = await openRaw(file)
+  t.teardown(() => disk.close())
+  await disk.write(MiB, Buffer.alloc(MiB, 0x44))
+  t.same(await disk.extents(0, disk.size), [{ offset: 0, length: 4 * MiB, state: 'data' }], 'one data extent')
+  await disk.trim(MiB, 512 * 1024)
+  await disk.writeZeroes(MiB + 512 * 1024, 256 * 1024, { noHole: true })
+  const back = Buffer.alloc(MiB)
+  await disk.read(MiB, back)
+  t.ok(back.subarray(0, 768 * 1024).every(b => b === 0), 'trimmed and zeroed ranges read zeros')
+  t.ok(back.subarray(768 * 1024).every(b => b === 0x44), 'the rest is untouched')
+  t.equal(fs.statSync(file).size, 4 * MiB, 'size unchanged')
+  t.equal(warnings.length, 1, 'one warning says sparse files are unsupported')
 })
