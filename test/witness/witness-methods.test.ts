@@ -30,6 +30,8 @@ t.test('witness.serve takes a config file and refuses unusable settings', async 
   t.same(await adminCall(r.adminSockets[0], 'node-state', { node: 'FS2', state: 'down' }), { node: 'FS2', state: 'down' })
   await t.rejects(adminCall(r.adminSockets[0], 'node-state', { node: 'FS2', state: 'sideways' }), /up or down/)
   await t.rejects(adminCall(r.adminSockets[0], 'nope', {}), /unknown method/)
+  await t.rejects(adminCall(r.adminSockets[0], 'node-state', { node: 'FS9', state: 'down' }), /no node named FS9/)
+  await t.rejects(adminCall(r.adminSockets[0], 'move-client', { client: 'X', to: 'FS9' }), /no node named FS9/)
   await t.rejects(serve.handler({ config: cfg }, ctx), /in use|EADDRINUSE|already running/, 'a second service on the same address is refused')
   t.ok(await stopService(r.id))
   await t.rejects(adminCall(r.adminSockets[0], 'clients', {}), /no witness service is running/)
