@@ -301,7 +301,7 @@ function isOurCopy(
 
 function findDevelopmentAddon(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url))
-  for (let up = 0; up < 4; up++) {
+  for (let up = 0; up < 5; up++) {
     const candidate = path.join(dir, 'native', 'build', 'Release', NATIVE_ASSET_NAME)
     if (fs.existsSync(candidate)) return candidate
     dir = path.dirname(dir)
