@@ -13,12 +13,12 @@ t.test('killing the export never loses a change or an acknowledged write', async
   t.teardown(() => rpc.close())
   const base = Number(process.env.HVCBT_CRASH_SEED ?? 4100)
   let reported = 0
-  for (let seed = base; seed < base + 4; seed++) {
+  for (let seed = base; seed < base + 3; seed++) {
     const r = await runExportCrashTrial(dir, rpc, seed)
     t.ok(r.ok, `seed ${seed}: killed after ${r.killedAfterMs} ms, ${r.writesAcked}/${r.writesSent} writes acknowledged, ` +
       `${r.differingSectors} sectors differ, ${r.reportedBytes} bytes reported${r.ok ? '' : `: ${r.detail}`}`)
     t.ok(r.writesAcked > 0, `seed ${seed}: the kill came during a stream of acknowledged writes`)
     reported += r.reportedBytes
   }
-  t.ok(reported < 4 * 32 * 1024 * 1024, 'the reports are not simply "everything changed" (the coverage checks mean something)')
+  t.ok(reported < 3 * 32 * 1024 * 1024, 'the reports are not simply "everything changed" (the coverage checks mean something)')
 })
