@@ -11,7 +11,36 @@
     FormatsToProcess     = @('HvCbt.Format.ps1xml')
     # One entry per file in Public/ (keep in step: test/pester/Module.Tests.ps1 checks it).
     FunctionsToExport    = @(
-        'Get-VhdFileInfo'
+        'Get-VhdFileInfo',
+        'Backup-Vhd',
+        'ConvertTo-VhdFile',
+        'Disable-VhdChangeTracking',
+        'Enable-VhdChangeTracking',
+        'Get-VhdAllocation',
+        'Get-VhdBackup',
+        'Get-VhdChangeTracking',
+        'Get-VhdChangedBlock',
+        'Get-VhdExport',
+        'Get-VhdReferencePoint',
+        'Get-WitnessClient',
+        'Get-WitnessInterface',
+        'Get-WitnessStatus',
+        'Merge-VhdFile',
+        'Move-WitnessClient',
+        'New-VhdFile',
+        'New-VhdReferencePoint',
+        'Register-WitnessClient',
+        'Remove-VhdBackup',
+        'Remove-VhdReferencePoint',
+        'Reset-VhdChangeTracking',
+        'Restore-Vhd',
+        'Start-VhdExport',
+        'Start-WitnessService',
+        'Stop-VhdExport',
+        'Stop-WitnessService',
+        'Test-VhdBackup',
+        'Test-VhdFile',
+        'Unregister-WitnessClient'
     )
     CmdletsToExport      = @()
     VariablesToExport    = @()
