@@ -440,10 +440,13 @@ export class TrackingStore {
 
   // ---------------------------------------------------------------- persistence
 
-  /** Persist the bitmaps now and start a fresh journal epoch (bounds the over-report after a crash). */
-  async checkpoint(): Promise<void> {
+  /**
+   * Persist the bitmaps now and start a fresh journal epoch (bounds the over-report after a crash). carryOver
+   * (default true) pre-marks the regions the closing epoch touched; false (an idle disk) starts the journal empty.
+   */
+  async checkpoint(options: { carryOver?: boolean } = {}): Promise<void> {
     this.checkWritable()
-    await this.runExclusive(() => this.checkpointLocked(false))
+    await this.runExclusive(() => this.checkpointLocked(false, options.carryOver ?? true))
   }
 
   /** Clean close: final checkpoint recording the disk identity, journal removed, state marked clean. */
@@ -550,7 +553,7 @@ export class TrackingStore {
    * Checkpoint (caller holds the mutex): 1. new journal epoch, 2. write bitmaps under new names, 3. commit
    * state.json, 4. delete what the state no longer names. A crash at any step leaves a recoverable store.
    */
-  private async checkpointLocked(clean: boolean): Promise<void> {
+  private async checkpointLocked(clean: boolean, carryOver = true): Promise<void> {
     const dir = this.sidecar
     const st = this.state
     const oldJournal = this.journal
@@ -564,7 +567,7 @@ export class TrackingStore {
       this.journalReady = new Promise<void>(res => { done = res })
       try {
         // Carry the regions the closing epoch's writes touched (same generation and geometry only).
-        const carried = oldJournal && oldJournal.header.generation === st.generation &&
+        const carried = carryOver && oldJournal && oldJournal.header.generation === st.generation &&
           oldJournal.header.regionCount === header.regionCount ? oldJournal.touched.clone() : undefined
         this.journal = await CoarseJournal.create(path.join(dir, `journal-${st.journalEpoch}.mrt`), header, carried)
       } finally {

@@ -89,7 +89,9 @@ export class TrackedDisk implements VirtualDisk {
     if (this.idleTimer) clearTimeout(this.idleTimer)
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null
-      this.store.checkpoint().catch(() => {}) // a failed checkpoint leaves the journal in place: nothing is lost
+      // Idle: nothing is hot, so start the new journal epoch empty (no carry-over). Readers in other processes
+      // (persistent copy OR journal) then get exact answers until the next write.
+      this.store.checkpoint({ carryOver: false }).catch(() => {}) // a failed checkpoint loses nothing: the journal stays
     }, ms)
     this.idleTimer.unref()
   }

@@ -103,6 +103,14 @@ t.test('tracked NBD export: qemu-io writes, nbdinfo dirty-bitmap map and trackin
   const changes = await call('tracking.changes', { disk, since: rp.id })
   t.same(changes.ranges, expected, 'tracking.changes (live store) reports exactly the written granules')
 
+  // What a CLI in another process sees (no access to the live store): exact once the idle checkpoint ran.
+  await new Promise(res => setTimeout(res, 1200))
+  const { TrackingStore } = await import('../../src/tracking/store.js')
+  const other = await TrackingStore.open(disk, { readOnly: true })
+  t.same(await other.changedRanges(rp.id), expected, 'a reader in another process gets the same ranges')
+  t.equal(other.status().openElsewhereOrCrashed, true)
+  await other.close()
+
   const { stdout } = await run('nbdinfo', ['--json', `--map=qemu:dirty-bitmap:${rp.id}`, exp.uri])
   const map = JSON.parse(stdout) as Array<{ offset: number; length: number; type: number }>
   const dirty = map.filter(e => e.type & 1).map(e => ({ offset: e.offset, length: e.length }))
