@@ -15,7 +15,7 @@ import type { VhdxIo } from './vhdx-io.js'
 import {
   type BatGeometry, type FileParameters, type MetadataTableEntry, type ParentLocator, type RegionTableEntry, type VhdxHeader,
   FILE_IDENTIFIER_SIGNATURE, GUID_BAT_REGION, GUID_FILE_PARAMETERS, GUID_LOGICAL_SECTOR_SIZE, GUID_METADATA_REGION,
-  GUID_PARENT_LOCATOR, GUID_PHYSICAL_SECTOR_SIZE, GUID_VIRTUAL_DISK_ID, GUID_VIRTUAL_DISK_SIZE, GUID_ZERO,
+  GUID_PARENT_LOCATOR, GUID_PHYSICAL_SECTOR_SIZE, GUID_VIRTUAL_DISK_ID, GUID_VIRTUAL_DISK_SIZE,
   HEADER_OFFSETS, HEADER_SIZE, MAX_BLOCK_SIZE, MAX_VIRTUAL_DISK_SIZE, METADATA_TABLE_SIZE, MIN_BLOCK_SIZE, MiB,
   REGION_TABLE_OFFSETS, REGION_TABLE_SIZE, batGeometry, decodeFileParameters, decodeHeader, decodeMetadataTable,
   decodeParentLocator, decodeRegionTable, readCreator, readGuid, validateHeader, validateMetadataTable, validateRegionTable,
@@ -93,7 +93,8 @@ export async function readHeaders(io: VhdxIo, report: Reporter): Promise<VhdxHea
   else if (b) current = 1
   else return fail('header 1', HEADER_OFFSETS[0], 'neither header is valid (signature, CRC-32C, version or log fields)')
   const header = slots[current]!
-  if (header.logGuid !== GUID_ZERO && header.logOffset + header.logLength > io.fileSize) {
+  // The log must lie inside the file even when empty: the next writer puts entries there.
+  if (!(header.logOffset + header.logLength <= io.fileSize)) {
     fail(`header ${current + 1}`, HEADER_OFFSETS[current], `log ${header.logOffset}+${header.logLength} ends past the end of the file (${io.fileSize} bytes)`)
   }
   return { creator: readCreator(id), current, header, slots }

@@ -45,6 +45,10 @@ const corpus: Array<[string, Mutation, string | RegExp, number | null]> = [
   ['region past EOF', b => (setRegions(b, e => (e.find(r => r.guid === GUID_METADATA_REGION)!.fileOffset = 4096 * MiB)), b), 'region table', 192 * KiB],
   ['unknown required region', b => (setRegions(b, e => e.push({ guid: '11111111-2222-3333-4444-555555555555', fileOffset: 100 * MiB, length: MiB, required: true, rawFlags: 1 })), b), 'region table', 192 * KiB],
   ['no BAT region', b => (setRegions(b, e => e.splice(e.findIndex(r => r.guid === GUID_BAT_REGION), 1)), b), 'region table', 192 * KiB],
+  ['log outside the file (both headers, valid CRCs)', b => {
+    for (const at of [64 * KiB, 128 * KiB]) b.set(encodeHeader({ ...decodeHeader(b.subarray(at, at + 4096)), logOffset: 4096 * MiB }), at)
+    return b
+  }, /^header [12]$/, null],
   ['bad metadata signature', b => (b.write('metadatX', META), b), 'metadata table', META],
   ['huge virtual size', b => (b.writeBigUInt64LE(1n << 60n, itemData(b, 1)), b), 'metadata item Virtual Disk Size', null],
   ['64 TiB size with a 1 MiB BAT', b => (b.writeBigUInt64LE(64n << 40n, itemData(b, 1)), b), 'BAT region', BAT],
