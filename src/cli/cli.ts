@@ -112,8 +112,10 @@ function describeGroup(name: string, node: Node): string {
   return groupSummaries[name] ?? `${name[0]!.toUpperCase()}${name.slice(1)} commands: ${[...node.children.keys()].join(', ')}`
 }
 
+/** The params the CLI offers (all but cli.rpcOnlyParams). */
 function propertiesOf(m: AnyMethod): [string, Schema][] {
-  return Object.entries((m.params.properties ?? {}) as Record<string, Schema>)
+  const rpcOnly = new Set(m.cli?.rpcOnlyParams ?? [])
+  return Object.entries((m.params.properties ?? {}) as Record<string, Schema>).filter(([p]) => !rpcOnly.has(p))
 }
 
 function addLeaf(y: Argv, name: string, m: AnyMethod, setExit: (code: number) => void): void {

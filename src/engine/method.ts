@@ -47,6 +47,11 @@ export interface CliSpec<P, R> {
    * SIGINT/SIGTERM, then aborts `ctx.signal` and waits for `stop` (if the result registered one via services).
    */
   service?: boolean
+  /**
+   * Params the CLI does not offer as options (e.g. a password, which must never be on a command line, where every
+   * user can read it); the handler gets them over JSON-RPC only.
+   */
+  rpcOnlyParams?: string[]
   /** Hidden from --help (internal or not for people). */
   hidden?: boolean
 }

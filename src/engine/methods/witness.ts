@@ -297,7 +297,7 @@ export const witnessMethods = [
       password: Creds.password, passwordStdin: Creds.passwordStdin,
     }, { additionalProperties: false }),
     result: Type.Object({ name: Type.String(), credentials: Type.String(), replaced: Type.Boolean() }),
-    cli: { command: ['witness', 'user', 'add'], positional: ['name'] },
+    cli: { command: ['witness', 'user', 'add'], positional: ['name'], rpcOnlyParams: ['password'] },
     async handler(p, ctx) {
       const password = await readPassword(p, ctx, `password for ${p.name}`)
       return { name: p.name, credentials: p.credentials, replaced: addUser(p.credentials, p.name, password) }
@@ -313,6 +313,7 @@ export const witnessMethods = [
     result: Type.Array(Type.Object({
       name: Type.String(), state: Type.String(), ipv4: Type.String(), ipv6: Type.String(), witness: Type.Boolean(), version: Type.Integer(),
     })),
+    cli: { rpcOnlyParams: ['password'] },
     async handler(p, ctx) {
       const auth = await clientAuth(p, ctx)
       const port = p.port ?? (await epmMap(p.server, swn.WitnessSyntax, p.epmPort ?? 135))
@@ -344,7 +345,7 @@ export const witnessMethods = [
       ...Creds,
     }, { additionalProperties: false }),
     result: ClientStatus,
-    cli: { command: ['witness', 'client', 'register'], service: true },
+    cli: { command: ['witness', 'client', 'register'], service: true, rpcOnlyParams: ['password'] },
     async handler(p, ctx) {
       const auth = await clientAuth(p, ctx)
       const clientName = (p.clientName ?? hostname().split('.')[0]!).toUpperCase()
