@@ -24,7 +24,9 @@ import { inspectDisk } from '../formats/inspect.js'
 import type { VirtualDisk } from '../formats/virtual-disk.js'
 import { probeDiskIdentity } from '../tracking/disk-identity.js'
 import type { ByteRange } from '../tracking/ranges.js'
-import { chooseChanges, openTracking, stopped } from './change-source.js'
+import { chooseChanges, openTracking, stopped, type OpenedTracking } from './change-source.js'
+import { liveDisk, type LiveDisk } from './live-disks.js'
+import type { RefPointInfo } from '../tracking/store.js'
 import { sha256HexAsync } from './chunk-codec.js'
 import {
   HASH_BYTES, ZERO_HASH, newBackupId, type BackupMode, type BackupStats, type ChangeSource, type DiskDescription, type Manifest,
@@ -45,8 +47,8 @@ export interface BackupOptions {
   progress?(done: number, total: number, message?: string): void
   log?(level: 'warning' | 'info' | 'verbose', message: string): void
   signal?: AbortSignal
-  /** Test hook: called after each chunk is examined (the kill test stops the process midway). */
-  onChunk?(index: number): void
+  /** Test hook: called (and awaited) after each chunk is examined (the kill and live tests act midway). */
+  onChunk?(index: number): void | Promise<void>
 }
 
 export interface BackupResult {
@@ -100,9 +102,11 @@ export async function createBackup(o: BackupOptions): Promise<BackupResult> {
   try {
     await repo.removeTemporaries()
     const path = await realpath(o.diskPath)
+    const live = liveDisk(path)
+    if (live) return await backupLive(o, repo, path, live, t0, log)
     const disk = await openDisk(path, { readOnly: true })
     try {
-      return await runBackup(o, repo, path, disk, t0, log)
+      return await runBackup(o, repo, path, disk, t0, log, await openTracking(path, disk.size), null)
     } finally {
       await disk.close()
     }
@@ -111,8 +115,24 @@ export async function createBackup(o: BackupOptions): Promise<BackupResult> {
   }
 }
 
-async function runBackup(o: BackupOptions, repo: Repository, path: string, disk: VirtualDisk, t0: number,
+/** A disk exported for writing by this engine: back up a checkpoint view cut together with the reference point. */
+async function backupLive(o: BackupOptions, repo: Repository, path: string, live: LiveDisk, t0: number,
   log: NonNullable<BackupOptions['log']>): Promise<BackupResult> {
+  const store = live.store && live.store.trusted ? live.store : null
+  const note = live.store === null ? 'change tracking is not enabled for this disk'
+    : store ? null : `change tracking cannot be trusted: ${live.store.status().untrustedReason} (\`hvcbt tracking reset\` after stopping the export)`
+  const side = `${path}.backup-${process.pid}-${Date.now()}.cow`
+  const { view, result: point } = await live.overlay.openCheckpoint(side, `backup of ${path}`, () => store ? store.createRefPoint() : null)
+  log('verbose', `live disk: backing up checkpoint ${point?.id ?? '(untracked)'} while the export keeps writing (copy-before-write to ${side})`)
+  try {
+    return await runBackup(o, repo, path, view, t0, log, { store, note, owned: false }, point)
+  } finally {
+    await live.overlay.closeCheckpoint()
+  }
+}
+
+async function runBackup(o: BackupOptions, repo: Repository, path: string, disk: VirtualDisk, t0: number,
+  log: NonNullable<BackupOptions['log']>, tracking: OpenedTracking, point: RefPointInfo | null): Promise<BackupResult> {
   const startedAt = new Date().toISOString()
   const desc = await describeDisk(path, disk)
   const chunk = repo.chunkSizeBytes
@@ -137,12 +157,11 @@ async function runBackup(o: BackupOptions, repo: Repository, path: string, disk:
   let mark = Date.now()
   const phase = (name: string): void => { const n = Date.now(); phases[name] = n - mark; mark = n }
   phase('prepare')
-  const tracking = await openTracking(path, disk.size)
   let changes
   try {
-    changes = await chooseChanges(disk, desc, base, tracking.store, tracking.note, m => log('warning', m))
+    changes = await chooseChanges(disk, desc, base, tracking.store, tracking.note, m => log('warning', m), point)
   } catch (err) {
-    await tracking.store?.close(await probeDiskIdentity(path)).catch(() => {})
+    if (tracking.owned) await tracking.store?.close(await probeDiskIdentity(path)).catch(() => {})
     throw err
   }
   if (!base && tracking.note) changes.reasons.push(tracking.note)
@@ -173,7 +192,7 @@ async function runBackup(o: BackupOptions, repo: Repository, path: string, disk:
     if (changes.referencePoint) await tracking.store?.removeRefPoint(changes.referencePoint.id).catch(() => {})
     throw err
   } finally {
-    await tracking.store?.close(await probeDiskIdentity(path).catch(() => undefined))
+    if (tracking.owned) await tracking.store?.close(await probeDiskIdentity(path).catch(() => undefined))
   }
 }
 
@@ -282,7 +301,7 @@ async function examine(o: BackupOptions, repo: Repository, disk: VirtualDisk, co
         results[k] = data
         done += len
         o.progress?.(done, total, 'backing up')
-        o.onChunk?.(i)
+        await o.onChunk?.(i)
       }
     }
     await Promise.all(Array.from({ length: Math.min(concurrency, batch.length) }, worker))

@@ -20,7 +20,7 @@ import type { VirtualDisk } from '../formats/virtual-disk.js'
 import { differencingChanges } from '../tracking/differencing-source.js'
 import { probeDiskIdentity } from '../tracking/disk-identity.js'
 import type { ByteRange } from '../tracking/ranges.js'
-import { TrackingStore } from '../tracking/store.js'
+import { TrackingStore, type RefPointInfo } from '../tracking/store.js'
 import type { ChangeSource, DiskDescription, Manifest } from './manifest.js'
 
 export interface ChangeSet {
@@ -35,23 +35,32 @@ export interface ChangeSet {
   referencePoint: { id: string; generation: string } | null
 }
 
+/** The tracking store a backup uses: `owned` when the backup opened it (and must close it). */
+export interface OpenedTracking {
+  store: TrackingStore | null
+  /** Why there is no store, when there is none. */
+  note: string | null
+  owned: boolean
+}
+
 /** An open tracking store for the disk (null when not enabled), or why it could not be opened. */
-export async function openTracking(diskPath: string, sizeBytes: number): Promise<{ store: TrackingStore | null; note: string | null }> {
+export async function openTracking(diskPath: string, sizeBytes: number): Promise<OpenedTracking> {
   try {
     await fsp.access(`${diskPath}.hvcbt`)
   } catch {
-    return { store: null, note: 'change tracking is not enabled for this disk (`hvcbt tracking enable` makes incrementals read only what changed)' }
+    return { store: null, owned: false, note: 'change tracking is not enabled for this disk (`hvcbt tracking enable` makes incrementals read only what changed)' }
   }
   try {
     const identity = await probeDiskIdentity(diskPath)
-    return { store: await TrackingStore.open(diskPath, { identity, diskSizeBytes: sizeBytes }), note: null }
+    return { store: await TrackingStore.open(diskPath, { identity, diskSizeBytes: sizeBytes }), note: null, owned: true }
   } catch (err) {
     if (err instanceof EngineError && err.category === 'ResourceBusy') {
       // Someone is writing the disk (an NBD export holds the store): a copy now would mix moments in time.
       throw new EngineError(`cannot back up ${diskPath} while it is open for writing: ${err.message}. A backup must ` +
-        'read one point in time; stop the writer (e.g. `hvcbt nbd stop`) first', 'ResourceBusy', err.code, err.data)
+        'read one point in time; back it up through the engine that exports it (its checkpoint keeps one instant), ' +
+        'or stop the writer first', 'ResourceBusy', err.code, err.data)
     }
-    return { store: null, note: `the tracking store cannot be opened: ${(err as Error).message}` }
+    return { store: null, owned: false, note: `the tracking store cannot be opened: ${(err as Error).message}` }
   }
 }
 
@@ -60,7 +69,8 @@ export async function openTracking(diskPath: string, sizeBytes: number): Promise
  * point when tracking is (or, after a reset, becomes) usable.
  */
 export async function chooseChanges(disk: VirtualDisk, desc: DiskDescription, base: Manifest | null,
-  store: TrackingStore | null, trackingNote: string | null, log: (m: string) => void): Promise<ChangeSet> {
+  store: TrackingStore | null, trackingNote: string | null, log: (m: string) => void,
+  preCreated: RefPointInfo | null = null): Promise<ChangeSet> {
   const reasons: string[] = []
   let referencePoint: ChangeSet['referencePoint'] = null
   let trackingRanges: ByteRange[] | null = null
@@ -77,7 +87,8 @@ export async function chooseChanges(disk: VirtualDisk, desc: DiskDescription, ba
       else if (rp.generation !== store.generation) trackingWhyNot = `tracking was reset since base backup ${base.id} (its reference point ${rp.id} belongs to an older generation)`
       else if (!have) trackingWhyNot = `reference point ${rp.id} of base backup ${base.id} no longer exists in the tracking store`
     }
-    const created = await store.createRefPoint()
+    // A live disk's point was created in the checkpoint's freeze step, at the instant the view shows.
+    const created = preCreated ?? await store.createRefPoint()
     referencePoint = { id: created.id, generation: store.generation }
     if (base && !trackingWhyNot && base.referencePoint) {
       trackingRanges = await store.changedRanges(base.referencePoint.id, created.id)

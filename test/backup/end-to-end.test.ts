@@ -2,7 +2,8 @@
  * End to end, through the engine's method handlers (the same ones the CLI and JSON-RPC call):
  * a VHDX with random content (createVhdx + openDisk), tracking enabled, full backup; about 1 % changed at scattered
  * offsets by qemu-io through the NBD export (`nbd.serve`, which wraps the disk in the tracking layer, so tracking
- * sees real client writes); incremental; more changes; differential; every backup restored (VHDX, raw, VHD) and
+ * sees real client writes); a live incremental while the export serves, with a client write in the middle (the
+ * backup holds the instant it started); more changes; differential; every backup restored (VHDX, raw, VHD) and
  * compared by SHA-256 with the image at that point; restored VHDX pass `qemu-img check`; the incremental's read
  * and stored bytes stay within 1.1x the chunk-rounded changed bytes; a flipped byte in a shared chunk makes verify
  * name every affected backup; in-place rollback writes only differing chunks.
@@ -18,6 +19,7 @@ import { createVhdx } from '../../src/formats/vhdx/index.js'
 import { openDisk } from '../../src/formats/open.js'
 import { inspectDisk } from '../../src/formats/inspect.js'
 import { Repository } from '../../src/backup/repository.js'
+import { createBackup, type BackupResult } from '../../src/backup/backup.js'
 import { chunkHashAt } from '../../src/backup/manifest.js'
 import { MiB, missing, rng, run, tempDir } from '../nbd/helpers.js'
 
@@ -54,7 +56,7 @@ async function imageSha(file: string): Promise<string> {
 
 /** Write `count` scattered 64 KiB-aligned runs through the NBD export with qemu-io; returns the chunk-rounded bytes. */
 async function changeThroughNbd(disk: string, next: () => number, count: number, touched: Set<number>,
-  whileServing?: () => Promise<void>): Promise<number> {
+  whileServing?: (uri: string) => Promise<void>): Promise<number> {
   const r = await call('nbd.serve', { disk, listen: '127.0.0.1:0' })
   const args: string[] = []
   const mine = new Set<number>()
@@ -67,7 +69,7 @@ async function changeThroughNbd(disk: string, next: () => number, count: number,
   args.push('-c', 'flush')
   await run('qemu-io', ['-f', 'raw', r.uri, ...args])
   try {
-    await whileServing?.()
+    await whileServing?.(r.uri)
   } finally {
     await call('nbd.stop', { id: r.id })
   }
@@ -99,21 +101,37 @@ t.test('full, incremental (tracking via NBD writes), differential, restore, veri
 
   const next = rng(5)
   const touched1 = new Set<number>()
-  const changed1 = await changeThroughNbd(disk, next, 10, touched1, async () => {
-    // the export holds the disk open for writing: a backup now would not be one point in time
-    await t.rejects(call('backup.create', { disk, repo }), { category: 'ResourceBusy', message: /open for writing/ })
+  let inc!: BackupResult
+  let midWrite = false
+  const changed1 = await changeThroughNbd(disk, next, 10, touched1, async uri => {
+    // live: the export keeps serving; the backup reads a checkpoint cut with its reference point
+    const img = path.join(dir, 'live.raw')
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri, img])
+    shas.push(createHash('sha256').update(fs.readFileSync(img)).digest('hex'))
+    fs.rmSync(img)
+    inc = await createBackup({
+      diskPath: disk, repoDir: repo,
+      async onChunk() {
+        if (midWrite) return
+        midWrite = true // a client write in the middle of the backup, to a chunk not read yet
+        await run('qemu-io', ['-f', 'raw', uri, '-c', `write -P 119 ${62 * MiB} 64k`, '-c', 'flush'])
+      },
+    })
   }) // ~0.6-1 % of 64 MiB
-  shas.push(await imageSha(disk))
-  const inc = await call('backup.create', { disk, repo })
+  t.ok(midWrite, 'a client wrote while the backup ran')
   t.equal(inc.mode, 'incremental')
   t.equal(inc.changeSource, 'tracking', `tracking used: ${inc.reasons.join('; ')}`)
   t.equal(inc.fellBack, false)
   t.equal(inc.parentId, full.id)
+  const out1 = path.join(dir, 'live-restored.vhdx')
+  await call('backup.restore', { repo, id: inc.id, output: out1 })
+  t.equal(await imageSha(out1), shas[1], 'the live backup holds the instant it started, not the write made during it')
+  fs.rmSync(out1)
   t.ok(inc.stats.bytesRead <= 1.1 * changed1, `incremental read ${inc.stats.bytesRead} <= 1.1 x ${changed1} chunk-rounded changed bytes`)
   t.ok(inc.stats.bytesWritten <= 1.1 * changed1, `incremental stored ${inc.stats.bytesWritten} <= 1.1 x ${changed1}`)
   t.ok(inc.stats.bytesRead > 0, 'it did read the changes')
 
-  const touched2 = new Set<number>()
+  const touched2 = new Set<number>([62]) // the write made during the live backup belongs to the next one
   await changeThroughNbd(disk, next, 40, touched2)
   shas.push(await imageSha(disk))
   const diff = await call('backup.create', { disk, repo, mode: 'differential' })

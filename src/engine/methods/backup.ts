@@ -5,16 +5,46 @@
  * used and why), so a fallback to a slower source is visible in the CLI, in JSON and in PowerShell; the reasons
  * are also sent as warnings ($/log) when a better source could not be used. Long operations report bytes
  * done/total through ctx.progress (a bar on a terminal, Write-Progress in PowerShell).
+ *
+ * Live disks: the hook below registers every writable NBD export of this engine (src/backup/live-disks.ts) with its
+ * copy-before-write CheckpointOverlay (the tracking hook's, which runs first, or one of its own for an untracked
+ * disk) and tracking store, so backup.create of an exported disk reads one instant while the client keeps writing.
  */
+import { realpath } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Type } from 'typebox'
 import { defineMethod } from '../method.js'
+import { registerNbdExportHook } from './nbd.js'
+import { CheckpointOverlay } from '../../tracking/checkpoint-overlay.js'
+import { TrackedDisk } from '../../tracking/tracked-disk.js'
+import { registerLiveDisk } from '../../backup/live-disks.js'
+import type { VirtualDisk } from '../../formats/virtual-disk.js'
+import type { TrackingStore } from '../../tracking/store.js'
 import { formatBytes } from '../../cli/format.js'
 import { parseSize } from '../../formats/size.js'
 import { createBackup } from '../../backup/backup.js'
 import { restoreBackup } from '../../backup/restore.js'
 import { verifyRepository } from '../../backup/verify.js'
 import { listBackups, pruneRepository } from '../../backup/prune.js'
+
+registerNbdExportHook(async (diskPath, disk, readOnly) => {
+  if (readOnly) return null // nothing writes it: a plain read is already one point in time
+  // A tracked export is already wrapped (tracking hook): CheckpointOverlay over TrackedDisk. Use that overlay, so
+  // every write passes one copy-before-write layer; an untracked export gets one of its own.
+  const existing = disk instanceof CheckpointOverlay ? disk : null
+  const overlay = existing ?? new CheckpointOverlay(disk)
+  const forget = registerLiveDisk(await realpath(diskPath), { overlay, store: trackedStore(overlay) })
+  if (existing) return { async close() { forget() } }
+  return { disk: overlay, async close() { forget(); await overlay.closeCheckpoint() } }
+})
+
+/** The tracking store of the TrackedDisk somewhere below `disk` (filters expose the layer below as `inner`). */
+function trackedStore(disk: VirtualDisk): TrackingStore | null {
+  for (let d: VirtualDisk | undefined = disk; d; d = (d as { inner?: VirtualDisk }).inner) {
+    if (d instanceof TrackedDisk) return d.store
+  }
+  return null
+}
 
 const Repo = Type.String({ minLength: 1, description: 'backup repository directory (created by the first backup)' })
 const Int = Type.Integer({ minimum: 0 })
