@@ -434,6 +434,17 @@ export class TrackingStore {
 
   /** The same answer packed in typed arrays (no per-range allocation: the form for large answers). */
   async changedRangeList(sinceId: string, untilId?: string): Promise<RangeList> {
+    this.checkTrusted()
+    if (untilId === undefined) {
+      // Since the newest point: the live bitmap itself, scanned in place (no copy). Checked under the mutex, and
+      // synchronously with the scan, so a point created meanwhile can't make us miss a frozen segment.
+      const fast = await this.runExclusive(async () => {
+        const rps = this.state.refPoints
+        return rps[rps.length - 1]?.id === sinceId
+          ? bitmapToRangeList(this.live, this.state.granularityBytes, this.state.diskSizeBytes) : null
+      })
+      if (fast) return fast
+    }
     const bm = await this.changedBitmap(sinceId, untilId)
     return bitmapToRangeList(bm, this.state.granularityBytes, this.state.diskSizeBytes)
   }
