@@ -3,7 +3,6 @@ import { Type } from 'typebox'
 import { defineMethod } from '../method.js'
 import { engineName, protocolVersion, version } from '../version.js'
 import { openRpcDocument } from '../openrpc.js'
-import { methods } from '../registry.js'
 import { sparseSupport } from '../../platform/sparse.js'
 
 export const engineMethods = [
@@ -30,6 +29,9 @@ export const engineMethods = [
     result: Type.Object({ openrpc: Type.String() }, { additionalProperties: true }),
     cli: { command: ['engine', 'discover'], human: r => JSON.stringify(r, null, 2) },
     async handler() {
+      // imported here, not at the top: the registry imports this file, and a cycle at load time would leave one of
+      // the two uninitialised depending on which is loaded first
+      const { methods } = await import('../registry.js')
       return openRpcDocument(methods) as { openrpc: string }
     },
   }),
