@@ -40,7 +40,8 @@
         'Stop-WitnessService',
         'Test-VhdBackup',
         'Test-VhdFile',
-        'Unregister-WitnessClient'
+        'Unregister-WitnessClient',
+        'Add-WitnessUser'
     )
     CmdletsToExport      = @()
     VariablesToExport    = @()
