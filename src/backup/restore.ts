@@ -25,6 +25,7 @@ import { sha256HexAsync } from './chunk-codec.js'
 import { chunkHashAt, type Manifest } from './manifest.js'
 import { Repository } from './repository.js'
 import { isZero } from './backup.js'
+import { liveDisk } from './live-disks.js'
 
 export interface RestoreOptions {
   repoDir: string
@@ -111,6 +112,10 @@ async function restoreNew(o: RestoreOptions, repo: Repository, m: Manifest, list
 }
 
 async function restoreInPlace(o: RestoreOptions, repo: Repository, m: Manifest, list: Buffer, t0: number): Promise<RestoreResult> {
+  if (liveDisk(await fsp.realpath(o.output))) {
+    throw new EngineError(`${o.output} is exported for writing by this engine: stop the export before rolling it back ` +
+      '(a rollback under a running client would corrupt what it sees)', 'ResourceBusy')
+  }
   const inner = await openDisk(o.output)
   let disk: VirtualDisk = inner
   try {

@@ -117,6 +117,8 @@ t.test('full, incremental (tracking via NBD writes), differential, restore, veri
         await run('qemu-io', ['-f', 'raw', uri, '-c', `write -P 119 ${62 * MiB} 64k`, '-c', 'flush'])
       },
     })
+    await t.rejects(call('backup.restore', { repo, id: full.id, output: disk, inPlace: true }), { category: 'ResourceBusy' },
+      'no in-place rollback under a running export')
   }) // ~0.6-1 % of 64 MiB
   t.ok(midWrite, 'a client wrote while the backup ran')
   t.equal(inc.mode, 'incremental')
