@@ -7,6 +7,12 @@
  * `witness.clients / move-client / move-share / unregister / node-state --server IP` connect to it. Passwords never
  * travel on a command line: `witness.user.add` and the client methods take them in params over JSON-RPC, or read
  * them from stdin (`--password-stdin`) or a no-echo prompt when run from the CLI on a terminal.
+ *
+ * Membership: without --etcd a node runs alone (or with the --static-node list); with --etcd it joins the cluster
+ * through EtcdMembership (publishing its --listen addresses) and never falls back to running alone: etcd unreachable
+ * at start is an error, later outages are reported as degraded status. On a clustered node the admin commands act
+ * on the whole cluster: move-client / move-share go through etcd so whichever node holds the registration delivers
+ * the move, `clients` lists every node's registrations (published in etcd), node-state writes the shared override.
  */
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
@@ -18,6 +24,8 @@ import { addService, getService, stopService } from '../services.js'
 import { addUser } from '../../witness/dcerpc/auth/credentials.js'
 import { ntHash } from '../../witness/dcerpc/auth/md4.js'
 import { RpcClient, epmMap } from '../../witness/dcerpc/client.js'
+import { EtcdMembership, type MoveCommand } from '../../witness/membership/etcd.js'
+import type { MembershipSource } from '../../witness/membership/membership.js'
 import { StaticMembership } from '../../witness/membership/static.js'
 import { AdminChannel, adminCall, adminSocketPath } from '../../witness/swn/admin-channel.js'
 import { WitnessClient, type WitnessClientStatus } from '../../witness/swn/client.js'
@@ -60,6 +68,12 @@ const ClientStatus = Type.Object({
   notifications: Type.Integer(),
   reconnects: Type.Integer(),
   lastError: Type.Union([Type.String(), Type.Null()]),
+})
+
+const MoveResult = Type.Object({
+  notified: Type.Integer({ description: 'registrations told (on a clustered node: by every node that acknowledged)' }),
+  moveId: Type.Optional(Type.String({ description: 'the move command in etcd (clustered node)' })),
+  nodes: Type.Optional(Type.Array(Type.Object({ node: Type.String(), notified: Type.Integer() }))),
 })
 
 const Server = Type.String({ minLength: 1, description: 'an address the witness service listens on (selects its admin socket)' })
@@ -128,6 +142,46 @@ function parseConfig(path: string | undefined): Record<string, unknown> {
 
 const clients = new Map<string, WitnessClient>()
 
+/**
+ * Default etcd lease TTL (seconds). The lease only decides for nodes that stop without their process dying (frozen,
+ * powered off, cut off by a partition): a dead process is seen through the probe connections in milliseconds.
+ * 3 s keeps that slow path inside Windows' "5 seconds or less" with room for delivery, while surviving what etcd
+ * itself does: keep-alives go every TTL/3 = 1 s, so two can be lost, and a leader election (1 s election timeout by
+ * default) renews every lease. etcd refuses TTLs under its minimum (about 2 s with default timings).
+ */
+export const DefaultLeaseTtlSeconds = 3
+
+const NodeView = Type.Object({
+  name: Type.String(), addresses: Type.Array(Type.String()), state: Type.String({ description: 'up, down or unknown' }),
+})
+const MembershipView = Type.Object({
+  source: Type.String({ description: 'static or etcd' }),
+  cluster: Type.Union([Type.String(), Type.Null()]),
+  connected: Type.Boolean({ description: 'false while etcd is unreachable (degraded: the last view is served)' }),
+  degradedSince: Type.Union([Type.String(), Type.Null()]),
+  leaseId: Type.Union([Type.String(), Type.Null()]),
+  leaseTtlSeconds: Type.Union([Type.Integer(), Type.Null()]),
+  endpoints: Type.Array(Type.String()),
+  nodes: Type.Array(NodeView),
+})
+const ServiceStatus = Type.Object({
+  node: Type.String(), netNames: Type.Array(Type.String()), listen: Type.Array(Type.String()), port: Type.Integer(),
+  registrations: Type.Integer({ description: 'registrations held by this node' }),
+  membership: MembershipView,
+})
+
+function membershipView(m: MembershipSource): Static<typeof MembershipView> {
+  const nodes = m.nodes().map(n => ({ name: n.name, addresses: n.addresses, state: n.state }))
+  if (m instanceof EtcdMembership) {
+    const st = m.status()
+    return {
+      source: 'etcd', cluster: st.cluster, connected: st.connected, degradedSince: st.degradedSince, leaseId: st.leaseId,
+      leaseTtlSeconds: st.leaseTtlSeconds, endpoints: st.endpoints, nodes,
+    }
+  }
+  return { source: 'static', cluster: null, connected: true, degradedSince: null, leaseId: null, leaseTtlSeconds: null, endpoints: [], nodes }
+}
+
 const ServeParams = Type.Object({
   node: Type.Optional(Type.String({ minLength: 1, description: "this node's name" })),
   netname: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: "the file server's network name(s) clients register for" })),
@@ -139,6 +193,10 @@ const ServeParams = Type.Object({
   staticNode: Type.Optional(Type.Array(Type.String(), { description: 'cluster node NAME=IP[,IP...] (static membership)' })),
   share: Type.Optional(Type.Array(Type.String(), { description: 'shares RegisterEx accepts (default: any)' })),
   config: Type.Optional(Type.String({ description: 'JSON file with the same settings (command-line values win)' })),
+  etcd: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'join the cluster through etcd: client URL(s), e.g. http://10.0.0.5:2379 (comma-separated or repeated)' })),
+  leaseTtl: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: `etcd lease TTL in seconds (default ${DefaultLeaseTtlSeconds}): how long a frozen or cut-off node stays up` })),
+  cluster: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9_.-]+$', description: 'cluster name in etcd (default: default)' })),
+  unregisterAfterUnavailable: Type.Optional(Type.Integer({ minimum: 0, description: 'seconds after an UNAVAILABLE notification before the registration is removed (default 5)' })),
 }, { additionalProperties: false })
 
 export const witnessMethods = [
@@ -151,13 +209,17 @@ export const witnessMethods = [
     result: Type.Object({
       id: Type.String(), node: Type.String(), netNames: Type.Array(Type.String()), listen: Type.Array(Type.String()),
       port: Type.Integer(), epmPort: Type.Integer(), adminSockets: Type.Array(Type.String()), allowAnonymous: Type.Boolean(),
+      membership: MembershipView,
     }),
     cli: {
       command: ['witness', 'serve'],
       service: true,
       examples: [[
         'hvcbt witness serve --node FS1 --netname SOFS --listen 10.0.0.11 --credentials /etc/hvcbt/witness-users.json --static-node FS1=10.0.0.11 --static-node FS2=10.0.0.12',
-        'serve the witness for node FS1 of a two-node scale-out file server',
+        'serve the witness for node FS1 of a two-node scale-out file server (static membership)',
+      ], [
+        'hvcbt witness serve --node FS1 --netname SOFS --listen 10.0.0.11 --credentials /etc/hvcbt/witness-users.json --etcd http://10.0.0.5:2379,http://10.0.0.6:2379,http://10.0.0.7:2379',
+        'serve the witness for node FS1, joining the cluster through etcd',
       ]],
     },
     async handler(given, ctx) {
@@ -172,10 +234,6 @@ export const witnessMethods = [
       if (p.port === undefined && epmPort === 0) {
         throw new EngineError('without --port the endpoint mapper is needed for clients to find the service', 'InvalidArgument')
       }
-      const membership = StaticMembership.parse(p.staticNode?.length ? p.staticNode : [`${p.node}=${p.listen.join(',')}`])
-      if (!membership.nodes().some(n => n.name.toUpperCase() === p.node!.toUpperCase())) {
-        throw new EngineError(`--static-node does not list this node (${p.node})`, 'InvalidArgument')
-      }
       const log = (level: 'error' | 'warning' | 'info' | 'debug', m: string) => {
         try {
           ctx.log(level, m)
@@ -183,30 +241,54 @@ export const witnessMethods = [
           // the call that started the service is over
         }
       }
-      const host = await startWitnessHost({
-        nodeName: p.node, netNames: p.netname, listen: p.listen, port: p.port ?? 0, epmPort, membership,
-        ...(p.credentials ? { credentials: p.credentials } : {}), allowAnonymous: p.allowAnonymous === true,
-        ...(p.share ? { shares: p.share } : {}), log,
+      const membership = await joinMembership(p as Static<typeof ServeParams> & { node: string; listen: string[] }, log)
+      let host: Awaited<ReturnType<typeof startWitnessHost>>
+      try {
+        host = await startWitnessHost({
+          nodeName: p.node, netNames: p.netname, listen: p.listen, port: p.port ?? 0, epmPort, membership,
+          ...(p.credentials ? { credentials: p.credentials } : {}), allowAnonymous: p.allowAnonymous === true,
+          ...(p.share ? { shares: p.share } : {}), log,
+          ...(p.unregisterAfterUnavailable !== undefined ? { unavailableUnregisterMs: p.unregisterAfterUnavailable * 1000 } : {}),
+        })
+      } catch (e) {
+        await membership.close?.()
+        throw e
+      }
+      const svc = host.service
+      const cluster = membership instanceof EtcdMembership ? membership : null
+      const stopCluster = cluster ? clusterWiring(svc, cluster, log) : () => {}
+      const status = (): Static<typeof ServiceStatus> => ({
+        node: p.node!, netNames: p.netname!, listen: p.listen!, port: host.port, registrations: svc.registrations().length,
+        membership: membershipView(membership),
       })
       const admins: AdminChannel[] = []
       try {
-        const svc = host.service
         const handlers = {
-          clients: () => svc.registrations(),
-          'move-client': (a: Record<string, unknown>) => ({ notified: svc.moveClient(String(a.client), String(a.to), a.networkName ? String(a.networkName) : undefined) }),
-          'move-share': (a: Record<string, unknown>) => ({ notified: svc.moveShare(String(a.share), String(a.to)) }),
+          status,
+          clients: async () => (cluster ? clusterClients(svc, cluster) : svc.registrations()),
+          'move-client': async (a: Record<string, unknown>) => {
+            const networkName = a.networkName ? String(a.networkName) : undefined
+            if (!cluster) return { notified: svc.moveClient(String(a.client), String(a.to), networkName) }
+            return clusterMove(svc, cluster, { kind: 'client', name: String(a.client), to: String(a.to), ...(networkName ? { networkName } : {}) })
+          },
+          'move-share': async (a: Record<string, unknown>) => {
+            if (!cluster) return { notified: svc.moveShare(String(a.share), String(a.to)) }
+            return clusterMove(svc, cluster, { kind: 'share', name: String(a.share), to: String(a.to) })
+          },
           unregister: (a: Record<string, unknown>) => ({ removed: svc.forceUnregister(String(a.client)) }),
-          'node-state': (a: Record<string, unknown>) => {
+          'node-state': async (a: Record<string, unknown>) => {
             const state = String(a.state)
             if (state !== 'up' && state !== 'down') throw new Error(`state must be up or down, not ${state}`)
-            svc.setNodeState(String(a.node), state)
+            await svc.setNodeState(String(a.node), state)
             return { node: String(a.node), state }
           },
         }
         for (const ip of p.listen) admins.push(await AdminChannel.listen(adminSocketPath(ip), handlers))
       } catch (e) {
         for (const a of admins) await a.close()
+        stopCluster()
         await host.close()
+        await membership.close?.()
         throw e
       }
       svcEvents(host.service, log)
@@ -215,15 +297,39 @@ export const witnessMethods = [
         id, kind: 'witness', description: `SMB Witness for node ${p.node} on ${p.listen.join(', ')} port ${host.port}`,
         stop: async () => {
           for (const a of admins) await a.close()
+          stopCluster()
           await host.close()
+          await membership.close?.()
         },
       })
       log('info', `witness for ${p.node} (${p.netname.join(', ')}) on ${p.listen.join(', ')} port ${host.port}` +
-        (epmPort ? `, endpoint mapper on ${epmPort}` : ''))
+        (epmPort ? `, endpoint mapper on ${epmPort}` : '') +
+        (cluster ? `, cluster '${cluster.status().cluster}' through etcd ${p.etcd!.join(', ')} (lease TTL ${cluster.status().leaseTtlSeconds} s)` : ''))
       return {
         id, node: p.node, netNames: p.netname, listen: p.listen, port: host.port, epmPort,
-        adminSockets: admins.map(a => a.path), allowAnonymous: p.allowAnonymous === true,
+        adminSockets: admins.map(a => a.path), allowAnonymous: p.allowAnonymous === true, membership: membershipView(membership),
       }
+    },
+  }),
+  defineMethod({
+    name: 'witness.status',
+    summary: 'State of a running witness service: its membership source (static or etcd), connected or degraded, lease, and the nodes with their states',
+    params: Type.Object({ server: Server }, { additionalProperties: false }),
+    result: ServiceStatus,
+    cli: {
+      human: s => [
+        `Node          : ${s.node} (${s.netNames.join(', ')}) on ${s.listen.join(', ')} port ${s.port}`,
+        `Membership    : ${s.membership.source}${s.membership.cluster ? ` cluster '${s.membership.cluster}' via ${s.membership.endpoints.join(', ')}` : ''}`,
+        ...(s.membership.source === 'etcd' ? [
+          `Connection    : ${s.membership.connected ? 'connected' : `DEGRADED since ${s.membership.degradedSince} (serving the last known view)`}`,
+          `Lease         : ${s.membership.leaseId ?? '-'} (TTL ${s.membership.leaseTtlSeconds} s)`,
+        ] : []),
+        `Registrations : ${s.registrations} on this node`,
+        ...s.membership.nodes.map(n => `  ${n.name.padEnd(12)} ${n.state.padEnd(8)} ${n.addresses.join(', ')}`),
+      ].join('\n'),
+    },
+    async handler({ server }) {
+      return (await adminCall(adminSocketPath(server), 'status', {})) as Static<typeof ServiceStatus>
     },
   }),
   defineMethod({
@@ -239,12 +345,17 @@ export const witnessMethods = [
   }),
   defineMethod({
     name: 'witness.clients',
-    summary: 'Registrations held by a running witness service (like Get-SmbWitnessClient)',
+    summary: 'Registrations held by a running witness service, or by every node of its etcd cluster (like Get-SmbWitnessClient)',
+    description: 'witnessNodeName is the node holding each registration. On a clustered node the other nodes\' ' +
+      'registrations are as they last published them in etcd (within about 2 s).',
     params: Type.Object({ server: Server }, { additionalProperties: false }),
     result: Type.Array(Registration),
     cli: {
-      human: r => r.length === 0 ? 'no witness registrations' : r.map(x =>
-        `${x.clientName.padEnd(16)} ${x.fileServerNodeName.padEnd(10)} ${x.networkName}${x.shareName ? `\\${x.shareName}` : ''} ${x.ipAddress} ${x.state} sent=${x.notificationsSent}`).join('\n'),
+      human: r => r.length === 0 ? 'no witness registrations' : [
+        `${'CLIENT'.padEnd(16)} ${'WITNESS NODE'.padEnd(12)} ${'FILE SERVER'.padEnd(11)} RESOURCE ADDRESS STATE SENT`,
+        ...r.map(x => `${x.clientName.padEnd(16)} ${x.witnessNodeName.padEnd(12)} ${x.fileServerNodeName.padEnd(11)} ` +
+          `${x.networkName}${x.shareName ? `\\${x.shareName}` : ''} ${x.ipAddress} ${x.state} ${x.notificationsSent}`),
+      ].join('\n'),
     },
     async handler({ server }) {
       return (await adminCall(adminSocketPath(server), 'clients', {})) as Static<typeof Registration>[]
@@ -257,18 +368,18 @@ export const witnessMethods = [
       client: Type.String({ minLength: 1 }), to: Type.String({ minLength: 1, description: 'destination node' }), server: Server,
       networkName: Type.Optional(Type.String()),
     }, { additionalProperties: false }),
-    result: Type.Object({ notified: Type.Integer() }),
+    result: MoveResult,
     async handler(p) {
-      return (await adminCall(adminSocketPath(p.server), 'move-client', p)) as { notified: number }
+      return (await adminCall(adminSocketPath(p.server), 'move-client', p)) as Static<typeof MoveResult>
     },
   }),
   defineMethod({
     name: 'witness.move-share',
     summary: 'Tell the clients of a share (SHARE_MOVE, V2) to move to another node',
     params: Type.Object({ share: Type.String({ minLength: 1 }), to: Type.String({ minLength: 1 }), server: Server }, { additionalProperties: false }),
-    result: Type.Object({ notified: Type.Integer() }),
+    result: MoveResult,
     async handler(p) {
-      return (await adminCall(adminSocketPath(p.server), 'move-share', p)) as { notified: number }
+      return (await adminCall(adminSocketPath(p.server), 'move-share', p)) as Static<typeof MoveResult>
     },
   }),
   defineMethod({
@@ -282,7 +393,7 @@ export const witnessMethods = [
   }),
   defineMethod({
     name: 'witness.node-state',
-    summary: "Set a node's state in the static membership (down sends RESOURCE_CHANGE to its clients)",
+    summary: "Override a node's state (down sends RESOURCE_CHANGE to its clients); on a clustered node the override is stored in etcd for every node",
     params: Type.Object({ node: Type.String({ minLength: 1 }), state: Type.Union([Type.Literal('up'), Type.Literal('down')]), server: Server }, { additionalProperties: false }),
     result: Type.Object({ node: Type.String(), state: Type.String() }),
     async handler(p) {
@@ -407,6 +518,100 @@ export const witnessMethods = [
     },
   }),
 ]
+
+type Log = (level: 'error' | 'warning' | 'info' | 'debug', m: string) => void
+
+/** Static membership (alone, or the --static-node list), or the etcd cluster; never one in place of the other. */
+async function joinMembership(p: Static<typeof ServeParams> & { node: string; listen: string[] }, log: Log): Promise<MembershipSource> {
+  const endpoints = (p.etcd ?? []).flatMap(u => u.split(',')).map(u => u.trim()).filter(Boolean)
+  if (endpoints.length === 0) {
+    if (p.leaseTtl !== undefined || p.cluster !== undefined) throw new EngineError('--lease-ttl and --cluster need --etcd', 'InvalidArgument')
+    const membership = StaticMembership.parse(p.staticNode?.length ? p.staticNode : [`${p.node}=${p.listen.join(',')}`])
+    if (!membership.nodes().some(n => n.name.toUpperCase() === p.node.toUpperCase())) {
+      throw new EngineError(`--static-node does not list this node (${p.node})`, 'InvalidArgument')
+    }
+    return membership
+  }
+  if (p.staticNode?.length) throw new EngineError('--static-node and --etcd exclude each other: with etcd the nodes announce themselves', 'InvalidArgument')
+  for (const u of endpoints) {
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(u)) throw new EngineError(`--etcd ${u}: expected a client URL such as http://10.0.0.5:2379`, 'InvalidArgument')
+  }
+  try {
+    return await EtcdMembership.join({
+      endpoints, self: { name: p.node, addresses: p.listen }, leaseTtlSeconds: p.leaseTtl ?? DefaultLeaseTtlSeconds,
+      ...(p.cluster ? { cluster: p.cluster } : {}),
+      log: (level, m) => log(level, `witness cluster: ${m}`),
+    })
+  } catch (e) {
+    // a cluster node never runs alone by mistake: no etcd, no service
+    throw new EngineError(`${(e as Error).message} (the service is not started; without --etcd it would run alone)`, 'ConnectionError')
+  }
+}
+
+/**
+ * Ties a clustered service to etcd: moves requested on any node are applied here (and acknowledged with the number
+ * of registrations told), and this node's registrations are published (debounced after each change, and every
+ * few seconds so counters stay fresh and a re-granted lease gets them again). Returns the undo.
+ */
+function clusterWiring(svc: import('../../witness/swn/server.js').WitnessService, cluster: EtcdMembership, log: Log): () => void {
+  const onMove = (m: MoveCommand) => {
+    let notified = 0
+    try {
+      notified = m.kind === 'client' ? svc.moveClient(m.name, m.to, m.networkName) : svc.moveShare(m.name, m.to)
+    } catch (e) {
+      log('warning', `witness cluster: move ${m.id} (${m.kind} ${m.name} -> ${m.to}) not applied: ${(e as Error).message}`)
+    }
+    if (notified) log('info', `witness cluster: ${m.kind} move of ${m.name} to ${m.to}: ${notified} registration(s) told`)
+    cluster.ackMove(m.id, notified)
+  }
+  cluster.onMove(onMove)
+  let timer: NodeJS.Timeout | null = null
+  const publish = () => {
+    timer = null
+    cluster.publishRegistrations(svc.registrations())
+  }
+  const soon = () => {
+    timer ??= setTimeout(publish, 100)
+  }
+  const events = ['registered', 'unregistered', 'notified'] as const
+  for (const e of events) svc.on(e, soon)
+  const refresh = setInterval(publish, 2000)
+  refresh.unref()
+  cluster.on('status', st => log(st.connected ? 'info' : 'warning', st.connected
+    ? 'witness cluster: etcd reachable again'
+    : 'witness cluster: etcd unreachable, serving the last known membership (degraded)'))
+  publish()
+  return () => {
+    cluster.off('move', onMove)
+    for (const e of events) svc.off(e, soon)
+    clearInterval(refresh)
+    if (timer) clearTimeout(timer)
+  }
+}
+
+/** Every node's registrations: this node's own (current), the others' as published in etcd. */
+async function clusterClients(svc: import('../../witness/swn/server.js').WitnessService, cluster: EtcdMembership) {
+  const own = svc.registrations()
+  const me = svc.opts.nodeName.toUpperCase()
+  let published: Array<{ node: string; registrations: unknown[] }>
+  try {
+    published = await cluster.clusterRegistrations()
+  } catch (e) {
+    throw new Error(`etcd unreachable, only this node's registrations are known (${own.length}): ${(e as Error).message}`)
+  }
+  const others = published.filter(x => x.node !== me).flatMap(x => x.registrations as Array<Static<typeof Registration>>)
+  return [...own, ...others]
+}
+
+/** A move through etcd; resolves once every node that is up has applied it (or after 3 s) with the total told. */
+async function clusterMove(
+  svc: import('../../witness/swn/server.js').WitnessService, cluster: EtcdMembership, cmd: Omit<MoveCommand, 'id'>,
+): Promise<{ notified: number; moveId: string; nodes: Array<{ node: string; notified: number }> }> {
+  if (!svc.opts.membership.nodes().some(n => n.name.toUpperCase() === cmd.to.toUpperCase())) throw new Error(`no node named ${cmd.to}`)
+  const m = await cluster.requestMove(cmd)
+  const acks = await cluster.awaitMoveAcks(m.id)
+  return { notified: acks.reduce((a, x) => a + x.notified, 0), moveId: m.id, nodes: acks }
+}
 
 function svcEvents(svc: import('../../witness/swn/server.js').WitnessService, log: (l: 'info', m: string) => void): void {
   svc.on('registered', r => log('info', `witness: ${r.clientName} registered for ${r.networkName} on ${r.fileServerNodeName} (${r.principal ?? 'anonymous'})`))

@@ -8,6 +8,8 @@
  *   registrations/<NODE>  [registration, ...]                on the node's lease: cluster-wide Get-WitnessClient
  *   moves/<ID>       {kind, name, to, networkName}           on a short lease: an administrator's client/share move;
  *                                                            every node applies it to the registrations it holds
+ *   acks/<ID>/<NODE> {notified}                              on a short lease: how many registrations NODE told,
+ *                                                            so the node that asked can report the cluster's total
  * A node's state is `down` when an override says so, else `up` while its live key exists, else `down`.
  *
  * Failure detection has two paths. The authoritative one is etcd's lease: a node that stops renewing (crash, power
@@ -44,6 +46,8 @@ export interface EtcdMembershipOptions {
 
 export interface MembershipStatus {
   source: 'etcd'
+  cluster: string
+  leaseTtlSeconds: number
   connected: boolean
   /** Set while etcd is unreachable: since when (ISO time). */
   degradedSince: string | null
@@ -151,6 +155,8 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
   status(): MembershipStatus {
     return {
       source: 'etcd',
+      cluster: this.opts.cluster ?? 'default',
+      leaseTtlSeconds: this.ttl,
       connected: this.degradedSince === null,
       degradedSince: this.degradedSince?.toISOString() ?? null,
       leaseId: this.leaseId,
@@ -159,15 +165,22 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
     }
   }
 
-  /** Administrator's override, stored in etcd so every node applies it; 'up' removes a 'down' override. */
-  setNodeState(name: string, state: NodeState): void {
+  /**
+   * Administrator's override, stored in etcd so every node applies it; 'up' removes a 'down' override. Throws at
+   * once for an unknown node; the promise rejects (naming etcd) when the override could not be stored.
+   */
+  setNodeState(name: string, state: NodeState): Promise<void> {
     const key = name.toUpperCase()
     if (!this.known.has(key) && !this.live.has(key)) throw new RangeError(`no node named ${name}`)
     const op: Promise<unknown> =
       state === 'down'
         ? this.client.put(`${this.root}override/${key}`).value('down').exec()
         : this.client.delete().key(`${this.root}override/${key}`).exec()
-    void op.catch(err => this.log('warning', `node-state ${name} ${state} not stored in etcd: ${(err as Error).message}`))
+    const stored = withDeadline(op, 5000, 'etcd did not answer').then(() => undefined)
+    stored.catch(err => this.log('warning', `node-state ${name} ${state} not stored in etcd: ${(err as Error).message}`))
+    return stored.catch(err => {
+      throw new Error(`node-state ${name} ${state} not stored in etcd (${this.opts.endpoints.join(', ')}): ${(err as Error).message}`)
+    })
   }
 
   /** 'move' fires once per move command (from any node) with the command; the listener applies it locally. */
@@ -179,8 +192,37 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
   async requestMove(cmd: Omit<MoveCommand, 'id'>): Promise<MoveCommand> {
     const full: MoveCommand = { ...cmd, id: `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}` }
     const lease = this.client.lease(moveTtlSeconds, { autoKeepAlive: false })
-    await lease.put(`${this.root}moves/${full.id}`).value(JSON.stringify(full))
+    await withDeadline(lease.put(`${this.root}moves/${full.id}`).value(JSON.stringify(full)).exec(), 5000, 'etcd did not answer')
     return full
+  }
+
+  /** Records how many registrations this node told about move `id` (read back by awaitMoveAcks on the asker). */
+  ackMove(id: string, notified: number): void {
+    const lease = this.client.lease(moveTtlSeconds, { autoKeepAlive: false })
+    void lease
+      .put(`${this.root}acks/${id}/${this.self.name.toUpperCase()}`)
+      .value(JSON.stringify({ notified }))
+      .exec()
+      .catch(err => this.log('warning', `move ${id}: acknowledgement not stored: ${(err as Error).message}`))
+  }
+
+  /**
+   * Waits until every node that is up has acknowledged move `id` (or `ms` passed) and returns the acknowledgements:
+   * the cluster-wide count of registrations told. A node that is down cannot hold live registrations.
+   */
+  async awaitMoveAcks(id: string, ms = 3000): Promise<Array<{ node: string; notified: number }>> {
+    const deadline = Date.now() + ms
+    const prefix = `${this.root}acks/${id}/`
+    for (;;) {
+      const res = await this.client.getAll().prefix(prefix).exec()
+      const acks = (res.kvs as KV[]).map(kv => ({
+        node: kv.key.toString().slice(prefix.length),
+        notified: Number((JSON.parse(kv.value.toString()) as { notified: number }).notified) || 0,
+      }))
+      const up = this.view.filter(n => n.state === 'up').map(n => n.name.toUpperCase())
+      if (up.every(n => acks.some(a => a.node === n)) || Date.now() >= deadline) return acks
+      await new Promise(r => setTimeout(r, 50))
+    }
   }
 
   /** Publishes the registrations this node holds (bound to its lease, so they vanish with the node). */
@@ -447,6 +489,17 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
       // already expired or revoked by another peer: the delete event arrives either way
     }
   }
+}
+
+/** Rejects with `what` when `p` has not settled after `ms` (etcd3 retries quietly while etcd is away). */
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)
+    p.then(
+      v => (clearTimeout(t), resolve(v)),
+      e => (clearTimeout(t), reject(e as Error)),
+    )
+  })
 }
 
 function withTimeout(p: Promise<unknown> | undefined, ms: number): Promise<void> {

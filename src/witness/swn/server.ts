@@ -12,9 +12,17 @@
  * - Registrations are context handles of their association group: when the client's last connection in the group
  *   closes, its registrations are run down.
  * - Opnum 5 is WitnessrUnRegisterEx as Windows Server 2025 has it ([in,out] handle set to NULL).
+ * - Notifications come from the membership view, diffed per registration, so each registration hears of each
+ *   change exactly once however the view is delivered (a repeated or reordered 'change' with the same state sends
+ *   nothing): RESOURCE_CHANGE when the state of the node owning its file-server address changes; IP_CHANGE (V2,
+ *   WITNESS_REGISTER_IP_NOTIFICATION) with the node's addresses OFFLINE/ONLINE on such a change, and with an
+ *   address OFFLINE when it leaves the registration's node / ONLINE when it joins it (an address moving between
+ *   nodes). A registration whose own address moves follows it to the new node.
+ * - Timers use the monotonic clock (performance.now), so a wall-clock step neither expires nor prolongs anything.
  */
 import { EventEmitter } from 'node:events'
 import { isIP } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { handleGuid, isNullHandle, type AssociationGroup } from '../dcerpc/association.js'
 import { AuthLevel, FaultStatus } from '../dcerpc/pdu.js'
 import { RpcFault, type RpcCall, type RpcInterface } from '../dcerpc/server.js'
@@ -69,13 +77,17 @@ interface Registration {
   group: AssociationGroup
   queue: Notification[]
   held: Held | null
+  /** Monotonic ms (performance.now). */
   idleSince: number
   removeAt: number | null
+  /** State of the file-server node last notified to (or seen at registration by) this registration. */
+  lastState: NodeState
 }
 
 export class WitnessService extends EventEmitter {
   private readonly regs = new Map<string, Registration>()
-  private lastStates = new Map<string, NodeState>()
+  /** Address (lower case) -> owning node name (upper case) in the last view, to detect addresses that move. */
+  private lastOwners = new Map<string, string>()
   private readonly sweepTimer: NodeJS.Timeout
   private readonly onChange = (nodes: NodeInfo[]) => this.membershipChanged(nodes)
   private readonly availableWaiters = new Set<() => void>()
@@ -86,7 +98,7 @@ export class WitnessService extends EventEmitter {
     super()
     this.idleExpiryMs = opts.idleExpiryMs ?? 30_000
     this.unavailableUnregisterMs = opts.unavailableUnregisterMs ?? 5_000
-    for (const n of opts.membership.nodes()) this.lastStates.set(n.name.toUpperCase(), n.state)
+    this.lastOwners = ownersOf(opts.membership.nodes())
     opts.membership.on('change', this.onChange)
     this.sweepTimer = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, this.idleExpiryMs / 10, this.unavailableUnregisterMs / 5)))
     this.sweepTimer.unref()
@@ -220,8 +232,9 @@ export class WitnessService extends EventEmitter {
       group: call.group,
       queue: [],
       held: null,
-      idleSince: Date.now(),
+      idleSince: performance.now(),
       removeAt: null,
+      lastState: node.state,
     }
     reg.handle = call.group.createHandle(reg, () => this.remove(reg, S.notFound, false))
     reg.info.id = handleGuid(reg.handle)
@@ -267,7 +280,7 @@ export class WitnessService extends EventEmitter {
         call.signal.removeEventListener('abort', onAbort)
         if (reg.held === held) reg.held = null
         reg.info.state = 'Idle'
-        reg.idleSince = Date.now()
+        reg.idleSince = performance.now()
       }
       const held: Held = {
         resolve: (n, status) => {
@@ -295,7 +308,7 @@ export class WitnessService extends EventEmitter {
     reg.info.queuedNotifications = reg.queue.length
     reg.info.lastNotification = new Date().toISOString()
     if (n.type === swn.MessageType.resourceChange && n.changes.some(c => c.changeType !== ChangeType.available)) {
-      reg.removeAt = Date.now() + this.unavailableUnregisterMs
+      reg.removeAt = performance.now() + this.unavailableUnregisterMs
     }
     this.emit('notified', { id: reg.info.id, clientName: reg.info.clientName, notification: n })
     return {
@@ -316,26 +329,45 @@ export class WitnessService extends EventEmitter {
 
   private membershipChanged(nodes: NodeInfo[]): void {
     if (nodes.some(n => n.state === 'up')) for (const w of [...this.availableWaiters]) w()
-    const changed = new Map<string, NodeInfo>()
-    for (const n of nodes) {
-      const key = n.name.toUpperCase()
-      if (this.lastStates.get(key) !== n.state) changed.set(key, n)
-      this.lastStates.set(key, n.state)
+    const byName = new Map(nodes.map(n => [n.name.toUpperCase(), n]))
+    const owners = ownersOf(nodes)
+    // addresses whose owner changed (moved, appeared or vanished): old owner, new owner
+    const moved: Array<{ address: string; from: string | undefined; to: string | undefined }> = []
+    for (const a of new Set([...this.lastOwners.keys(), ...owners.keys()])) {
+      if (this.lastOwners.get(a) !== owners.get(a)) moved.push({ address: a, from: this.lastOwners.get(a), to: owners.get(a) })
     }
+    this.lastOwners = owners
     for (const reg of this.regs.values()) {
-      const n = changed.get(reg.info.fileServerNodeName.toUpperCase())
-      if (!n) continue
-      const changeType = n.state === 'up' ? ChangeType.available : n.state === 'down' ? ChangeType.unavailable : ChangeType.unknown
+      const wantsIp = (reg.info.flags & swn.RegisterExFlag.ipNotification) !== 0
+      const before = reg.info.fileServerNodeName.toUpperCase()
+      // the registration follows its own address; an address nobody owns any more is unavailable
+      const ownerKey = owners.get(reg.info.ipAddress.toLowerCase())
+      const owner = ownerKey ? byName.get(ownerKey) : byName.get(before)
+      if (owner && owner.name.toUpperCase() !== before) reg.info.fileServerNodeName = owner.name
+      const state: NodeState = ownerKey && owner ? owner.state : 'down'
+      const now = reg.info.fileServerNodeName.toUpperCase()
+      if (wantsIp) {
+        // addresses that left the node this registration was on, and addresses that joined the node it is on now
+        const offline = moved.filter(m => m.from === before && m.to !== now)
+        const online = moved.filter(m => m.to === now && m.from !== now)
+        const list = [
+          ...addressList(offline.map(m => m.address), IpAddrFlag.offline),
+          ...addressList(online.map(m => m.address), state === 'up' ? IpAddrFlag.online : IpAddrFlag.offline),
+        ]
+        if (list.length) this.notify(reg, { type: swn.MessageType.ipChange, lists: [list] })
+      }
+      if (state === reg.lastState) continue
+      reg.lastState = state
+      const changeType = state === 'up' ? ChangeType.available : state === 'down' ? ChangeType.unavailable : ChangeType.unknown
       this.notify(reg, { type: swn.MessageType.resourceChange, changes: [{ changeType, resourceName: reg.info.networkName }] })
-      if (reg.info.flags & swn.RegisterExFlag.ipNotification) {
-        const flag = n.state === 'up' ? IpAddrFlag.online : IpAddrFlag.offline
-        this.notify(reg, { type: swn.MessageType.ipChange, lists: [addressList(n.addresses, flag)] })
+      if (wantsIp && owner) {
+        this.notify(reg, { type: swn.MessageType.ipChange, lists: [addressList(owner.addresses, state === 'up' ? IpAddrFlag.online : IpAddrFlag.offline)] })
       }
     }
   }
 
   private sweep(): void {
-    const now = Date.now()
+    const now = performance.now()
     for (const reg of [...this.regs.values()]) {
       if (reg.removeAt !== null && now >= reg.removeAt) this.remove(reg, S.notFound)
       else if (!reg.held && now - reg.idleSince >= this.idleExpiryMs) this.remove(reg, S.notFound)
@@ -391,11 +423,18 @@ export class WitnessService extends EventEmitter {
     return count
   }
 
-  setNodeState(node: string, state: NodeState): void {
+  /** Administrator's override; with etcd the promise settles once the override is stored. */
+  async setNodeState(node: string, state: NodeState): Promise<void> {
     if (!this.opts.membership.setNodeState) throw new RangeError('this membership source does not take manual node states')
     this.nodeByName(node)
-    this.opts.membership.setNodeState(node, state)
+    await this.opts.membership.setNodeState(node, state)
   }
+}
+
+function ownersOf(nodes: NodeInfo[]): Map<string, string> {
+  const m = new Map<string, string>()
+  for (const n of nodes) for (const a of n.addresses) m.set(a.toLowerCase(), n.name.toUpperCase())
+  return m
 }
 
 function addressList(addresses: string[], extraFlags: number): IpAddrInfo[] {
