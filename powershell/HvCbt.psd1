@@ -41,7 +41,10 @@
         'Test-VhdBackup',
         'Test-VhdFile',
         'Unregister-WitnessClient',
-        'Add-WitnessUser'
+        'Add-WitnessUser',
+        'Get-WitnessService',
+        'Set-WitnessNodeState',
+        'Move-WitnessShare'
     )
     CmdletsToExport      = @()
     VariablesToExport    = @()

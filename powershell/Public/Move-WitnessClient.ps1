@@ -8,7 +8,7 @@ function Move-WitnessClient {
     node (method witness.move-client, through the service's admin socket): the service sends a CLIENT_MOVE
     notification with the destination node's addresses. Pipe clients from Get-WitnessClient (ClientName and Server
     bind by property name). Returns an HvCbt.WitnessClientMove (ClientName, DestinationNode, Notified: the number
-    of registrations notified). Supports -WhatIf and -Confirm (it asks by default: clients move their I/O).
+    of registrations notified; on a node clustered through etcd also MoveId and the Nodes that delivered it). Supports -WhatIf and -Confirm (it asks by default: clients move their I/O).
 
     .PARAMETER ClientName
     The client to move (its name or registration id).
@@ -70,6 +70,8 @@ function Move-WitnessClient {
             ClientName      = $ClientName
             DestinationNode = $DestinationNode
             Notified        = [int]$r.notified
+            MoveId          = if ($r.PSObject.Properties['moveId']) { $r.moveId } else { $null }
+            Nodes           = if ($r.PSObject.Properties['nodes']) { @($r.nodes | ForEach-Object { [pscustomobject]@{ Node = $_.node; Notified = [int]$_.notified } }) } else { @() }
         }
     }
 }

@@ -7,12 +7,12 @@ function Start-WitnessService {
     Start-WitnessService runs the DCE/RPC witness service and its endpoint mapper (method witness.serve) inside the
     module's engine process, so SMB 3 clients of a scale-out or clustered file server are told when the node they
     use goes down or when they should move. It returns an HvCbt.WitnessService: Id, NodeName, NetName, IPAddress,
-    Port, EndpointMapperPort, AdminSocket, AllowAnonymous.
+    Port, EndpointMapperPort, AdminSocket, AllowAnonymous, MembershipSource (static or etcd), ClusterName.
 
     Clients authenticate with NTLMSSP against a credential store (-CredentialStorePath; add users with the CLI,
     `hvcbt witness user add`), at packet integrity or privacy; -AllowAnonymous accepts unauthenticated calls (for
     tests). Kerberos is not supported. -StaticNode lists the cluster's nodes and addresses (NAME=IP[,IP...]); the
-    default is this node alone. Without -Port the service takes a free port that clients find through the
+    default is this node alone; -EtcdEndpoint joins a cluster whose membership is kept in etcd instead. Without -Port the service takes a free port that clients find through the
     endpoint mapper (port 135 unless -EndpointMapperPort). The service runs until Stop-WitnessService,
     Remove-Module HvCbt or the end of the session. Supports -WhatIf and -Confirm.
 
@@ -46,10 +46,29 @@ function Start-WitnessService {
     .PARAMETER ConfigPath
     A JSON file with the same settings (parameters given here win).
 
+    .PARAMETER EtcdEndpoint
+    Join the cluster through etcd at these client URLs (http://10.0.0.5:2379, ...) instead of -StaticNode: the nodes
+    announce themselves, and moves, client lists and node states are cluster-wide. etcd unreachable at start is an
+    error (never a silent single-node service).
+
+    .PARAMETER LeaseTtlSeconds
+    The etcd lease TTL in seconds (default 3): how long a frozen or cut-off node still counts as up.
+
+    .PARAMETER ClusterName
+    The cluster name in etcd (default: default).
+
+    .PARAMETER UnregisterAfterUnavailableSeconds
+    Seconds after an UNAVAILABLE notification before the registration is removed (default 5).
+
     .EXAMPLE
     Start-WitnessService -NodeName FS1 -NetName SOFS -IPAddress 10.0.0.11 -CredentialStorePath /etc/hvcbt/witness-users.json -StaticNode FS1=10.0.0.11, FS2=10.0.0.12 | Format-List
 
     Serves the witness for node FS1 of a two-node scale-out file server.
+
+    .EXAMPLE
+    Start-WitnessService -NodeName FS1 -NetName SOFS -IPAddress 10.0.0.11 -CredentialStorePath ./users.json -EtcdEndpoint http://10.0.0.5:2379, http://10.0.0.6:2379 | Format-List
+
+    Serves node FS1 of a cluster whose membership is kept in etcd.
 
     .EXAMPLE
     $w = Start-WitnessService -NodeName FS1 -NetName SOFS -IPAddress 127.0.0.5 -Port 0 -EndpointMapperPort 0 -AllowAnonymous; Get-WitnessInterface -Server 127.0.0.5 -Port $w.Port
@@ -91,7 +110,19 @@ function Start-WitnessService {
         [string[]]$ShareName,
 
         [ValidateNotNullOrEmpty()]
-        [string]$ConfigPath
+        [string]$ConfigPath,
+
+        [ValidateNotNullOrEmpty()]
+        [string[]]$EtcdEndpoint,
+
+        [ValidateRange(1, 3600)]
+        [int]$LeaseTtlSeconds,
+
+        [ValidatePattern('^[A-Za-z0-9_.-]+$')]
+        [string]$ClusterName,
+
+        [ValidateRange(0, [int]::MaxValue)]
+        [int]$UnregisterAfterUnavailableSeconds
     )
 
     $params = @{}
@@ -104,6 +135,10 @@ function Start-WitnessService {
     if ($AllowAnonymous) { $params.allowAnonymous = $true }
     if ($StaticNode) { $params.staticNode = @($StaticNode) }
     if ($ShareName) { $params.share = @($ShareName) }
+    if ($EtcdEndpoint) { $params.etcd = @($EtcdEndpoint) }
+    if ($PSBoundParameters.ContainsKey('LeaseTtlSeconds')) { $params.leaseTtl = $LeaseTtlSeconds }
+    if ($ClusterName) { $params.cluster = $ClusterName }
+    if ($PSBoundParameters.ContainsKey('UnregisterAfterUnavailableSeconds')) { $params.unregisterAfterUnavailable = $UnregisterAfterUnavailableSeconds }
     if ($ConfigPath) { $params.config = @(Resolve-HvCbtPath -Path $ConfigPath -Cmdlet $PSCmdlet)[0] }
     $target = if ($NodeName) { "witness for $NodeName on $($IPAddress -join ', ')" } else { "witness from $ConfigPath" }
     if (-not $PSCmdlet.ShouldProcess($target, 'Start')) { return }
@@ -119,5 +154,7 @@ function Start-WitnessService {
         EndpointMapperPort = [int]$r.epmPort
         AdminSocket        = @($r.adminSockets)
         AllowAnonymous     = [bool]$r.allowAnonymous
+        MembershipSource   = if ($r.PSObject.Properties['membership'] -and $r.membership) { $r.membership.source } else { 'static' }
+        ClusterName        = if ($r.PSObject.Properties['membership'] -and $r.membership) { $r.membership.cluster } else { $null }
     }
 }

@@ -45,6 +45,13 @@ Describe 'Witness service and client cmdlets' {
         Test-Path -LiteralPath $Service.AdminSocket[0] | Should -BeTrue
     }
 
+    It 'passes the etcd settings through: etcd and a static node list exclude each other' {
+        $null = Start-WitnessService -NodeName FS9 -NetName SOFS -IPAddress 127.0.0.69 -Port 0 -EndpointMapperPort 0 -AllowAnonymous -StaticNode 'FS9=127.0.0.69' -EtcdEndpoint 'http://127.0.0.1:1' -ErrorAction SilentlyContinue -ErrorVariable both
+        $both.Count | Should -Be 1
+        $both[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $both[0].Exception.Message | Should -Match 'etcd'
+    }
+
     It 'lists the interfaces of both nodes, flagging only the other node as a witness' {
         $list = @(Get-WitnessInterface -Server $Fs1 -Port $Service.Port -ErrorAction Stop)
         $list.Count | Should -Be 2
@@ -103,6 +110,33 @@ Describe 'Witness service and client cmdlets' {
         $null = Unregister-WitnessClient -Id $Reg.Id -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable gone
         $gone[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
         Wait-Until { @(Get-WitnessClient -Server $Fs1).Count -eq 0 } | Should -BeTrue
+    }
+
+    It 'shows the service state, and marks a node down and up again with Set-WitnessNodeState' {
+        $st = $Service | Get-WitnessService -ErrorAction Stop
+        $st.PSObject.TypeNames[0] | Should -Be 'HvCbt.WitnessServiceStatus'
+        $st.NodeName | Should -Be 'FS1'
+        $st.MembershipSource | Should -Be 'static'
+        $st.Connected | Should -BeTrue
+        @($st.Nodes.Name | Sort-Object) | Should -Be @('FS1', 'FS2')
+        ($st.Nodes | Where-Object Name -eq 'FS2').State | Should -Be 'up'
+
+        Set-WitnessNodeState -Node FS2 -State Down -Server $Fs1 -WhatIf | Should -BeNullOrEmpty
+        ((Get-WitnessService -Server $Fs1).Nodes | Where-Object Name -eq 'FS2').State | Should -Be 'up'
+        $d = Set-WitnessNodeState -Node FS2 -State Down -Server $Fs1 -Confirm:$false -ErrorAction Stop
+        $d.State | Should -Be 'Down'
+        ((Get-WitnessService -Server $Fs1).Nodes | Where-Object Name -eq 'FS2').State | Should -Be 'down'
+        (Get-WitnessInterface -Server $Fs1 -Port $Service.Port | Where-Object InterfaceGroupName -eq 'FS2').State | Should -Be 'Unavailable'
+        (Get-WitnessService -Server $Fs1).Nodes | Where-Object State -eq 'down' |
+            Set-WitnessNodeState -State Up -Server $Fs1 -Confirm:$false -ErrorAction Stop | ForEach-Object State | Should -Be 'Up'
+        (Get-WitnessInterface -Server $Fs1 -Port $Service.Port | Where-Object InterfaceGroupName -eq 'FS2').State | Should -Be 'Available'
+    }
+
+    It 'moves the clients of a share (none registered here: nobody is notified) only without -WhatIf' {
+        Move-WitnessShare -ShareName VMs -DestinationNode FS1 -Server $Fs1 -WhatIf | Should -BeNullOrEmpty
+        $m = Move-WitnessShare -ShareName VMs -DestinationNode FS1 -Server $Fs1 -Confirm:$false -ErrorAction Stop
+        $m.PSObject.TypeNames[0] | Should -Be 'HvCbt.WitnessShareMove'
+        $m.Notified | Should -Be 0
     }
 
     It 'stops the service; its admin socket goes away and a second stop is ObjectNotFound' {
