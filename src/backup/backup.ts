@@ -26,7 +26,7 @@ import { probeDiskIdentity } from '../tracking/disk-identity.js'
 import type { ByteRange } from '../tracking/ranges.js'
 import { chooseChanges, openTracking, stopped, type OpenedTracking } from './change-source.js'
 import { liveDisk, type LiveDisk } from './live-disks.js'
-import type { RefPointInfo } from '../tracking/store.js'
+import type { RefPointInfo, TrackingStore } from '../tracking/store.js'
 import { sha256HexAsync } from './chunk-codec.js'
 import {
   HASH_BYTES, ZERO_HASH, newBackupId, type BackupMode, type BackupStats, type ChangeSource, type DiskDescription, type Manifest,
@@ -197,7 +197,7 @@ async function runBackup(o: BackupOptions, repo: Repository, path: string, disk:
 }
 
 /** Remove reference points used only by older backups of this disk in this repository (merging their changes). */
-async function dropOldReferencePoints(store: import('../tracking/store.js').TrackingStore, all: Manifest[], path: string,
+async function dropOldReferencePoints(store: TrackingStore, all: Manifest[], path: string,
   latest: Manifest, log: NonNullable<BackupOptions['log']>): Promise<void> {
   const mine = all.filter(m => m.disk.path === path && m.referencePoint?.generation === store.generation)
   const lastFull = [...mine].reverse().find(m => m.mode === 'full')
