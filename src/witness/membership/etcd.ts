@@ -107,6 +107,12 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
   private readonly known = new Map<string, { name: string; addresses: string[] }>()
   private readonly live = new Map<string, LiveRecord>()
   private readonly overrides = new Map<string, string>()
+  /**
+   * Leases of nodes this node found dead (probe refused) whose revoke may not have reached etcd (it was away):
+   * their live records are ignored from then on, so a reload after an outage (etcd renews every lease when it
+   * restarts) cannot bring the dead node back for a TTL and notify twice. Revokes are retried on reconnect.
+   */
+  private readonly deadLeases = new Map<string, { revoked: boolean }>()
   /** Moves already handed to listeners: a reload after an outage re-reads moves/ and must not repeat them. */
   private readonly appliedMoves = new Set<string>()
   private registrationsJson = ''
@@ -362,6 +368,7 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
     if (!this.degradedSince) return
     this.degradedSince = null
     this.log('info', 'etcd reachable again')
+    void this.revokeDead()
     this.emit('status', this.status())
   }
 
@@ -411,7 +418,8 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
         if (kind === 'put') this.known.set(node, JSON.parse(kv.value.toString()))
         else this.known.delete(node)
       } else if (kindOfKey === 'live') {
-        if (kind === 'put') this.live.set(node, JSON.parse(kv.value.toString()))
+        const rec = kind === 'put' ? (JSON.parse(kv.value.toString()) as LiveRecord) : null
+        if (rec && !this.deadLeases.has(rec.leaseId)) this.live.set(node, rec)
         else this.live.delete(node)
       } else if (kindOfKey === 'override') {
         if (kind === 'put') this.overrides.set(node, kv.value.toString())
@@ -481,12 +489,24 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
     }
     this.log('info', `node ${rec.name} stopped (probe refused): revoking its etcd lease`)
     // Local view first, so this node notifies without waiting for etcd; the revoke tells the others.
+    if (this.deadLeases.size >= 1024) this.deadLeases.delete(this.deadLeases.keys().next().value!)
+    this.deadLeases.set(rec.leaseId, { revoked: false })
     this.live.delete(node)
     this.recompute()
-    try {
-      await this.client.leaseClient.leaseRevoke({ ID: rec.leaseId })
-    } catch {
-      // already expired or revoked by another peer: the delete event arrives either way
+    await this.revokeDead()
+  }
+
+  /** Revokes the leases of dead nodes not yet revoked (at once, and again whenever etcd is reachable again). */
+  private async revokeDead(): Promise<void> {
+    for (const [id, d] of this.deadLeases) {
+      if (d.revoked || this.closed) continue
+      try {
+        await withDeadline(this.client.leaseClient.leaseRevoke({ ID: id }), 3000, 'etcd did not answer')
+        d.revoked = true
+      } catch (err) {
+        // "lease not found": already expired or revoked by another peer, the delete event arrives either way
+        if (/not found/i.test((err as Error).message)) d.revoked = true
+      }
     }
   }
 }
