@@ -360,7 +360,7 @@ export class WitnessService extends EventEmitter {
       reg.lastState = state
       const changeType = state === 'up' ? ChangeType.available : state === 'down' ? ChangeType.unavailable : ChangeType.unknown
       this.notify(reg, { type: swn.MessageType.resourceChange, changes: [{ changeType, resourceName: reg.info.networkName }] })
-      if (wantsIp && owner) {
+      if (wantsIp && ownerKey && owner) {
         this.notify(reg, { type: swn.MessageType.ipChange, lists: [addressList(owner.addresses, state === 'up' ? IpAddrFlag.online : IpAddrFlag.offline)] })
       }
     }
