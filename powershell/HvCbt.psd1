@@ -44,7 +44,10 @@
         'Add-WitnessUser',
         'Get-WitnessService',
         'Set-WitnessNodeState',
-        'Move-WitnessShare'
+        'Move-WitnessShare',
+        'Read-VhdData',
+        'Write-VhdData',
+        'Close-VhdCheckpoint'
     )
     CmdletsToExport      = @()
     VariablesToExport    = @()

@@ -153,6 +153,32 @@ Describe 'NBD export cmdlets' {
         $again[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
+    It 'keeps a checkpoint view on a tracked export, backs the exported disk up, and closes the view' {
+        $disk = (New-VhdFile -Path (Join-Path $Dir 'live.vhdx') -SizeBytes 32MB -ErrorAction Stop).Path
+        $null = Enable-VhdChangeTracking -Path $disk -ErrorAction Stop
+        $null = New-VhdReferencePoint -Path $disk -Checkpoint -ErrorAction SilentlyContinue -ErrorVariable notLive
+        $notLive[0].CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $e = Start-VhdExport -Path $disk -Listen 127.0.0.1:0 -ErrorAction Stop
+        try {
+            $rp = New-VhdReferencePoint -Path $disk -Checkpoint -ErrorAction Stop
+            $rp.Checkpoint | Should -BeTrue
+            if ($QemuIo) {
+                $out = & $QemuIo -f raw -c 'write -P 0x5e 2M 64k' $e.Uri 2>&1
+                $LASTEXITCODE | Should -Be 0 -Because "$out"
+            }
+            $c = $rp | Close-VhdCheckpoint -ErrorAction Stop
+            $c.Closed | Should -BeTrue
+            ($rp | Close-VhdCheckpoint).Closed | Should -BeFalse
+            # The backup of a live export takes its own checkpoint (one per disk at a time, so after the close).
+            $b = Backup-Vhd -Path $disk -Repository (Join-Path $Dir 'live-repo') -ErrorAction Stop
+            $b.Mode | Should -Be 'Full'
+            (Test-VhdBackup -Repository (Join-Path $Dir 'live-repo') -Deep -Quiet) | Should -BeTrue
+            @(Get-VhdReferencePoint -Path $disk -Id $rp.Id).Count | Should -Be 1
+        } finally {
+            $e | Stop-VhdExport -Confirm:$false
+        }
+    }
+
     It 'refuses a non-loopback listen address without -AllowRemote (SecurityError)' {
         $disk = Join-Path $Dir 'exported.vhdx'
         $null = Start-VhdExport -Path $disk -Listen 0.0.0.0:0 -ErrorAction SilentlyContinue -ErrorVariable refused

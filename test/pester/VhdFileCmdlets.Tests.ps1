@@ -204,6 +204,41 @@ Describe 'ConvertTo-VhdFile, Get-VhdAllocation and Merge-VhdFile with content' {
         (Test-VhdFile $parent).IsValid | Should -BeTrue
     }
 
+    It 'reads virtual-disk bytes as a byte array and into a file, matching what qemu-io wrote' {
+        $bytes = Read-VhdData -Path $Src -Offset '3M' -Length 64KB -ErrorAction Stop
+        $bytes.GetType() | Should -Be ([byte[]])
+        $bytes.Length | Should -Be 64KB
+        ($bytes -ne 0x5a).Count | Should -Be 0
+        $zeros = Read-VhdData -Path $Src -Offset 20MB -Length 4096
+        $zeros.Length | Should -Be 4096
+        ($zeros -ne 0).Count | Should -Be 0
+        $t = Get-Item -LiteralPath $Src | Read-VhdData -DestinationPath (Join-Path $Dir 'read-all.raw') -ErrorAction Stop
+        $t.Length | Should -Be 64MB
+        (Get-FileHash -LiteralPath $t.File).Hash | Should -Be (Get-FileHash -LiteralPath (Join-Path $Dir 'content.img')).Hash
+        $null = Read-VhdData -Path $Src -Offset 1 -Length 512 -ErrorAction SilentlyContinue -ErrorVariable unaligned
+        $unaligned[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+    }
+
+    It 'writes bytes and files into a disk (qemu-io reads them back); -WhatIf writes nothing' {
+        $copy = (ConvertTo-VhdFile -Path $Src -DestinationPath (Join-Path $Dir 'write-target.vhdx') -ErrorAction Stop).Destination
+        $null = Enable-VhdChangeTracking -Path $copy -ErrorAction Stop
+        $before = (Get-FileHash -LiteralPath $copy).Hash
+        Write-VhdData -Path $copy -Offset 1MB -Value ([byte[]]::new(4096)) -WhatIf | Should -BeNullOrEmpty
+        (Get-FileHash -LiteralPath $copy).Hash | Should -Be $before
+        $pattern = [byte[]]@(1..8192 | ForEach-Object { 0xab })
+        $w = Write-VhdData -Path $copy -Offset '1M' -Value $pattern -ErrorAction Stop
+        $w.Length | Should -Be 8192
+        $in = Join-Path $Dir 'input.bin'
+        [System.IO.File]::WriteAllBytes($in, [byte[]]@(1..1000 | ForEach-Object { 0xcd }))
+        (Get-Item -LiteralPath $copy | Write-VhdData -Offset 50MB -InputPath $in -ErrorAction Stop).Length | Should -Be 1000
+        Invoke-QemuIo -Format vhdx -Command 'read -P 0xab 1M 8k' -Target $copy
+        Invoke-QemuIo -Format vhdx -Command 'read -P 0xcd 50M 1000' -Target $copy
+        Invoke-QemuIo -Format vhdx -Command 'read -P 0x5a 3M 1M' -Target $copy
+        (Test-VhdFile $copy).IsValid | Should -BeTrue
+        # A write that is not an HvCbt export's is not tracked, and tracking says so.
+        (Get-VhdChangeTracking -Path $copy).IsTrusted | Should -BeFalse
+    }
+
     It 'refuses to merge a disk that has no parent with InvalidArgument-like errors, leaving it intact' {
         $before = (Get-FileHash -LiteralPath $Src).Hash
         $null = Merge-VhdFile -Path $Src -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable errs
