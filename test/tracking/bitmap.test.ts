@@ -100,20 +100,24 @@ t.test('serialize round trip and corruption detection', async t => {
   t.throws(() => bm.orWith(new DenseBitmap(10)), RangeError)
 })
 
-t.test('2 TiB at 64 KiB with 1% scattered changes: run scan well under 20 ms', async t => {
+t.test('2 TiB at 64 KiB with 1% scattered changes: the run scan finds every run', async t => {
+  // Its speed (target: well under 20 ms) is measured by bench/tracking-query.mjs, not asserted here.
   const bits = 2 ** 41 / 2 ** 16
   const bm = new DenseBitmap(bits)
   const r = rng(7)
   const target = Math.floor(bits / 100)
-  for (let i = 0; i < target; i++) bm.setRange(Math.floor(r() * bits), 1)
-  let best = Infinity
-  let runs = 0
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now()
-    runs = 0
-    bm.forEachRun(() => { runs++ })
-    best = Math.min(best, performance.now() - t0)
+  const set = new Set<number>()
+  for (let i = 0; i < target; i++) {
+    const b = Math.floor(r() * bits)
+    bm.setRange(b, 1)
+    set.add(b)
   }
-  t.ok(runs > target * 0.9, `${runs} runs`)
-  t.ok(best < 20, `scan took ${best.toFixed(2)} ms`)
+  let runs = 0
+  let covered = 0
+  bm.forEachRun((start: number, length: number) => {
+    runs++
+    covered += length
+  })
+  t.equal(covered, set.size, 'the runs cover exactly the set bits')
+  t.ok(runs > target * 0.9 && runs <= set.size, `${runs} runs`)
 })

@@ -10,6 +10,7 @@ import { open } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Type } from 'typebox'
 import { AppErrorCode, EngineError } from '../errors.js'
+import { openDiskForWrite } from '../disk-access.js'
 import { defineMethod } from '../method.js'
 import { resolvedExtents } from '../../formats/chain.js'
 import { checkDisk } from '../../formats/check.js'
@@ -204,7 +205,7 @@ export const vhdOpsMethods = [
       const path = resolve(p.path)
       const offset = parseSize(p.offset, 'offset')
       const limit = optSize(p.length, 'length') ?? Infinity
-      const disk = await openDisk(path, { readOnly: false })
+      const disk = await openDiskForWrite(path)
       try {
         const s = disk.logicalSectorSize
         if (offset % s !== 0 || offset > disk.size) rangeOrThrow(disk, offset, 0)
