@@ -7,9 +7,8 @@ function Write-VhdData {
     Write-VhdData writes into the virtual disk (method vhd.write) as a virtual machine would: blocks are allocated
     as needed; for a differencing disk only the child is written. The bytes come from -InputPath (a file) or
     -Value (a byte array, at most 64 MiB). -Offset must be a multiple of the disk's logical sector size; a last
-    partial sector is merged with the bytes already on the disk. Writing a disk this way bypasses change tracking
-    (like any writer other than an HvCbt NBD export), so its tracking becomes untrusted. Supports -WhatIf and
-    -Confirm. Returns an HvCbt.VhdDataTransfer (Path, Offset, Length written).
+    partial sector is merged with the bytes already on the disk. On a disk with change tracking the write is
+    tracked like one made through an HvCbt NBD export. Supports -WhatIf and -Confirm. Returns an HvCbt.VhdDataTransfer (Path, Offset, Length written).
 
     .PARAMETER Path
     The disk file. Accepts pipeline input, and objects with a Path, FullName or PSPath property.

@@ -222,6 +222,7 @@ Describe 'ConvertTo-VhdFile, Get-VhdAllocation and Merge-VhdFile with content' {
     It 'writes bytes and files into a disk (qemu-io reads them back); -WhatIf writes nothing' {
         $copy = (ConvertTo-VhdFile -Path $Src -DestinationPath (Join-Path $Dir 'write-target.vhdx') -ErrorAction Stop).Destination
         $null = Enable-VhdChangeTracking -Path $copy -ErrorAction Stop
+        $rp = New-VhdReferencePoint -Path $copy -ErrorAction Stop
         $before = (Get-FileHash -LiteralPath $copy).Hash
         Write-VhdData -Path $copy -Offset 1MB -Value ([byte[]]::new(4096)) -WhatIf | Should -BeNullOrEmpty
         (Get-FileHash -LiteralPath $copy).Hash | Should -Be $before
@@ -235,8 +236,9 @@ Describe 'ConvertTo-VhdFile, Get-VhdAllocation and Merge-VhdFile with content' {
         Invoke-QemuIo -Format vhdx -Command 'read -P 0xcd 50M 1000' -Target $copy
         Invoke-QemuIo -Format vhdx -Command 'read -P 0x5a 3M 1M' -Target $copy
         (Test-VhdFile $copy).IsValid | Should -BeTrue
-        # A write that is not an HvCbt export's is not tracked, and tracking says so.
-        (Get-VhdChangeTracking -Path $copy).IsTrusted | Should -BeFalse
+        # The engine's own writes go through the disk's change tracking: still trusted, and both writes reported.
+        (Get-VhdChangeTracking -Path $copy).IsTrusted | Should -BeTrue
+        @(Get-VhdChangedBlock -Path $copy -Since $rp | ForEach-Object Offset) | Should -Be @(1MB, 50MB)
     }
 
     It 'refuses to merge a disk that has no parent with InvalidArgument-like errors, leaving it intact' {
