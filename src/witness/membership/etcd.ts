@@ -25,6 +25,7 @@
  */
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
+import { importEtcd3 } from './etcd-protos.js'
 import type { MembershipSource, NodeInfo, NodeState } from './membership.js'
 
 export interface EtcdMembershipOptions {
@@ -272,7 +273,7 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
   }
 
   private async start(): Promise<void> {
-    const [{ Etcd3 }, { noop, ExponentialBackoff }] = await Promise.all([import('etcd3'), import('cockatiel')])
+    const [{ Etcd3 }, { noop, ExponentialBackoff }] = await Promise.all([importEtcd3(), import('cockatiel')])
     // etcd3's default circuit breaker stays open for a while after an outage and fails every call made meanwhile,
     // lease keep-alives included: this class does its own retrying (rejoin) and wants the watch back quickly.
     this.client = new Etcd3({

@@ -121,7 +121,7 @@ export class WitnessClient extends EventEmitter {
       try {
         const c = await this.connect(address)
         try {
-          const out = swn.GetInterfaceList.decodeOut(await c.call(swn.GetInterfaceList.opnum, swn.GetInterfaceList.encodeIn({}), this.abort.signal))
+          const out = swn.GetInterfaceList.decodeOut(await this.callStoppable(c, swn.GetInterfaceList.opnum, swn.GetInterfaceList.encodeIn({})))
           if (out.status !== S.success) throw new Error(`GetInterfaceList: status 0x${out.status.toString(16)}`)
           return out.interfaceList?.interfaces ?? []
         } finally {
@@ -226,7 +226,7 @@ export class WitnessClient extends EventEmitter {
 
   private async listen(rpc: RpcClient, handle: Uint8Array): Promise<void> {
     while (!this.stopped) {
-      const out = swn.AsyncNotify.decodeOut(await rpc.call(swn.AsyncNotify.opnum, swn.AsyncNotify.encodeIn({ contextHandle: handle }), this.abort.signal))
+      const out = swn.AsyncNotify.decodeOut(await this.callStoppable(rpc, swn.AsyncNotify.opnum, swn.AsyncNotify.encodeIn({ contextHandle: handle })))
       if (out.status === S.timeout) continue
       if (out.status !== S.success || !out.response) throw new Error(`AsyncNotify: status 0x${out.status.toString(16)}`)
       const r = out.response
@@ -243,6 +243,21 @@ export class WitnessClient extends EventEmitter {
       }
     }
     await this.unregister(rpc, handle)
+  }
+
+  /**
+   * A call that stop() cancels. Each call gets its own signal, unhooked from the client's when the call ends: the
+   * RPC runtime leaves its abort listener on the signal it is given, and a long-lived client makes thousands of calls.
+   */
+  private async callStoppable(rpc: RpcClient, opnum: number, stub: Uint8Array): Promise<Buffer> {
+    const ac = new AbortController()
+    const onStop = () => ac.abort()
+    this.abort.signal.addEventListener('abort', onStop, { once: true })
+    try {
+      return await rpc.call(opnum, stub, ac.signal)
+    } finally {
+      this.abort.signal.removeEventListener('abort', onStop)
+    }
   }
 
   private async unregister(rpc: RpcClient, handle: Uint8Array): Promise<void> {
