@@ -38,6 +38,11 @@ function Remove-VhdBackup {
     Shows which backups a week of dailies plus four weeklies would remove.
 
     .EXAMPLE
+    Get-VhdBackup E:\Backups | Remove-VhdBackup -KeepLast 3 -Confirm:$false
+
+    Repositories piped in are pruned once each, however many backups name them.
+
+    .EXAMPLE
     Remove-VhdBackup -Repository E:\Backups -KeepLast 14 -Confirm:$false | Select-Object Removed, BytesFreed
 
     Prunes without asking and shows what was removed and how much space was freed.
@@ -74,10 +79,13 @@ function Remove-VhdBackup {
                     [System.ArgumentException]::new('Give at least one retention rule: -KeepLast, -KeepDaily or -KeepWeekly.'),
                     'HvCbt.NoRetentionRule', [System.Management.Automation.ErrorCategory]::InvalidArgument, $null))
         }
+        # Get-VhdBackup | Remove-VhdBackup binds the same repository once per backup: prune each repository once.
+        $seen = [System.Collections.Generic.HashSet[string]]::new()
     }
 
     process {
         foreach ($repo in Resolve-HvCbtPath -Path $Repository -Cmdlet $PSCmdlet) {
+            if (-not $seen.Add($repo)) { continue }
             $params = @{ repo = $repo }
             if ($PSBoundParameters.ContainsKey('KeepLast')) { $params.keepLast = $KeepLast }
             if ($PSBoundParameters.ContainsKey('KeepDaily')) { $params.keepDaily = $KeepDaily }

@@ -161,7 +161,9 @@ Describe 'A backup cycle through the cmdlets' {
         @(Get-VhdBackup $Repo).Count | Should -Be 3
         Remove-VhdBackup -Repository $Repo -KeepLast 1 -GraceMinutes 0 -WhatIf | Should -BeNullOrEmpty
         @(Get-VhdBackup $Repo).Count | Should -Be 3
-        $p = Remove-VhdBackup -Repository $Repo -KeepLast 1 -GraceMinutes 0 -Confirm:$false -ErrorAction Stop
+        $p = @(Get-VhdBackup $Repo | Remove-VhdBackup -KeepLast 1 -GraceMinutes 0 -Confirm:$false -ErrorAction Stop)
+        $p.Count | Should -Be 1 -Because 'three backups of one repository prune it once'
+        $p = $p[0]
         $p.PSObject.TypeNames[0] | Should -Be 'HvCbt.VhdBackupPruneResult'
         @($p.Removed | Sort-Object) | Should -Be @(@($Full.Id, $Incr.Id) | Sort-Object)
         @(Get-VhdBackup $Repo).Count | Should -Be 1
