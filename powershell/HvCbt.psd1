@@ -47,7 +47,9 @@
         'Move-WitnessShare',
         'Read-VhdData',
         'Write-VhdData',
-        'Close-VhdCheckpoint'
+        'Close-VhdCheckpoint',
+        'Import-VhdChangedBlock',
+        'Invoke-VhdContentScan'
     )
     CmdletsToExport      = @()
     VariablesToExport    = @()

@@ -129,6 +129,58 @@ Describe 'A tracking cycle through the cmdlets' {
     }
 }
 
+Describe 'Other change sources: differencing disks and content scans' {
+    BeforeEach {
+        if (-not $QemuIo) { Set-ItResult -Skipped -Because 'qemu-io not installed (Debian package qemu-utils)' }
+    }
+
+    It 'reports a differencing child''s sectors with -SinceParent and imports them into the parent''s tracking' {
+        $parent = (New-VhdFile -Path (Join-Path $Dir 'base.vhdx') -SizeBytes 64MB -ErrorAction Stop).Path
+        $null = Enable-VhdChangeTracking -Path $parent -ErrorAction Stop
+        $rp = New-VhdReferencePoint -Path $parent -ErrorAction Stop
+        $child = (New-VhdFile -Path (Join-Path $Dir 'base-snap.avhdx') -ParentPath $parent -ErrorAction Stop).Path
+        $e = Start-VhdExport -Path $child -Listen 127.0.0.1:0 -ErrorAction Stop
+        try {
+            Invoke-QemuIo -Format raw -Command 'write -P 0x21 4M 128k' -Target $e.Uri
+            Invoke-QemuIo -Format raw -Command 'write -P 0x22 30M 64k' -Target $e.Uri
+        } finally {
+            $e | Stop-VhdExport -Confirm:$false
+        }
+        $own = Get-Item -LiteralPath $child | Get-VhdChangedBlock -SinceParent -Summary -ErrorAction Stop
+        $own.Since | Should -Be 'parent'
+        $own.ChangedBytes | Should -BeGreaterOrEqual (192KB)
+        @($own.Ranges | Where-Object { $_.Offset -le 4MB -and $_.Offset + $_.Length -ge 4MB + 128KB }).Count | Should -Be 1
+        $null = Get-VhdChangedBlock -Path $parent -SinceParent -ErrorAction SilentlyContinue -ErrorVariable notChild
+        $notChild[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+
+        Import-VhdChangedBlock -Path $parent -DifferencingPath $child -WhatIf | Should -BeNullOrEmpty
+        @(Get-VhdChangedBlock -Path $parent -Since $rp).Count | Should -Be 0
+        $imp = Import-VhdChangedBlock -Path $parent -DifferencingPath $child -ErrorAction Stop
+        $imp.PSObject.TypeNames[0] | Should -Be 'HvCbt.VhdChangeImport'
+        $imp.ImportedBytes | Should -Be $own.ChangedBytes
+        $after = @(Get-VhdChangedBlock -Path $parent -Since $rp)
+        @($after | Where-Object { $_.Offset -le 30MB -and $_.Offset + $_.Length -ge 30MB + 64KB }).Count | Should -Be 1
+        (Get-VhdChangeTracking -Path $parent).IsTrusted | Should -BeTrue
+    }
+
+    It 'finds the blocks changed between two content scans; -WhatIf and -NoSave keep the saved scan' {
+        $disk = (New-VhdFile -Path (Join-Path $Dir 'scanned.vhdx') -SizeBytes 32MB -ErrorAction Stop).Path
+        Invoke-VhdContentScan -Path $disk -WhatIf | Should -BeNullOrEmpty
+        Test-Path -LiteralPath "$disk.hvcbt" | Should -BeFalse
+        $first = Get-Item -LiteralPath $disk | Invoke-VhdContentScan -ErrorAction Stop
+        $first.PSObject.TypeNames[0] | Should -Be 'HvCbt.VhdContentScan'
+        $first.ChangedBytes | Should -BeNullOrEmpty
+        $first.Blocks | Should -Be (32MB / 64KB)
+        Invoke-QemuIo -Format vhdx -Command 'write -P 0x31 5M 4k' -Target $disk
+        $peek = Invoke-VhdContentScan -Path $disk -NoSave -ErrorAction Stop
+        $peek.ChangedBytes | Should -Be 64KB
+        $second = Invoke-VhdContentScan -Path $disk -ErrorAction Stop
+        $second.ChangedBytes | Should -Be 64KB
+        $second.Ranges[0].Offset | Should -Be 5MB
+        (Invoke-VhdContentScan -Path $disk -ErrorAction Stop).ChangedBytes | Should -Be 0
+    }
+}
+
 Describe 'NBD export cmdlets' {
     BeforeEach {
         if (-not $QemuImg) { Set-ItResult -Skipped -Because 'qemu-img not installed (Debian package qemu-utils)' }
