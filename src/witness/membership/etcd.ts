@@ -25,6 +25,7 @@
  */
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { importEtcd3 } from './etcd-protos.js'
 import type { MembershipSource, NodeInfo, NodeState } from './membership.js'
 
@@ -218,7 +219,7 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
    * the cluster-wide count of registrations told. A node that is down cannot hold live registrations.
    */
   async awaitMoveAcks(id: string, ms = 3000): Promise<Array<{ node: string; notified: number }>> {
-    const deadline = Date.now() + ms
+    const deadline = performance.now() + ms // monotonic: a clock step must not cut the wait short
     const prefix = `${this.root}acks/${id}/`
     for (;;) {
       const res = await this.client.getAll().prefix(prefix).exec()
@@ -227,7 +228,7 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
         notified: Number((JSON.parse(kv.value.toString()) as { notified: number }).notified) || 0,
       }))
       const up = this.view.filter(n => n.state === 'up').map(n => n.name.toUpperCase())
-      if (up.every(n => acks.some(a => a.node === n)) || Date.now() >= deadline) return acks
+      if (up.every(n => acks.some(a => a.node === n)) || performance.now() >= deadline) return acks
       await new Promise(r => setTimeout(r, 50))
     }
   }
@@ -480,7 +481,9 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
       }
       s.setTimeout(1000, () => done(true)) // no answer is not proof of death: leave it to the lease
       s.once('connect', () => done(true))
-      s.once('error', () => done(false))
+      // Only a refusal proves the process is gone (its host answered, nothing listens). Unreachable host or net,
+      // a reset by a middlebox: a partition between witness nodes, not a death; the lease decides.
+      s.once('error', err => done((err as NodeJS.ErrnoException).code !== 'ECONNREFUSED'))
     })
     const current = this.live.get(node)
     if (!current || current.leaseId !== rec.leaseId) return // already gone or re-joined with a new lease
