@@ -114,10 +114,14 @@ export function toEngineError(err: unknown): EngineError {
   const e = err as NodeJS.ErrnoException
   if (e && typeof e === 'object' && typeof e.code === 'string' && e.code in errnoCategories) {
     const [category, code] = errnoCategories[e.code]!
-    const what = e.path ? `${e.path}: ` : ''
+    // link/rename/copyfile: EEXIST is about the destination (e.g. a disk created under a temporary name and linked
+    // into place), the other errors about the source
+    const dest = (e as { dest?: string }).dest
+    const path = e.code === 'EEXIST' && dest ? dest : e.path
+    const what = path ? `${path}: ` : ''
     return new EngineError(`${what}${describeErrno(e.code)}`, category, code, {
       errno: e.code,
-      ...(e.path ? { path: e.path } : {}),
+      ...(path ? { path } : {}),
       ...(e.syscall ? { syscall: e.syscall } : {}),
     })
   }

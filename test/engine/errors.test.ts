@@ -22,3 +22,11 @@ t.test('unknown errors become internal errors keeping the message', async t => {
   t.equal(ee.code, -32603)
   t.equal(ee.message, 'boom')
 })
+
+t.test('EEXIST from link/rename names the destination, not the temporary source', async t => {
+  const e = Object.assign(new Error('x'), { code: 'EEXIST', path: '/d/a.vhdx.123.tmp', dest: '/d/a.vhdx', syscall: 'link' })
+  const ee = toEngineError(e)
+  t.equal(ee.message, '/d/a.vhdx: already exists')
+  t.equal(ee.category, 'ResourceExists')
+  t.equal(ee.data.path, '/d/a.vhdx')
+})
