@@ -13,6 +13,9 @@
  *      through this parent, which is what keeps a half-done merge from being mistaken for a good chain.
  *   4. Only then is the child removed (unless keepChild): it is no longer a valid disk. A crash before this step
  *      leaves a stale child next to a complete parent.
+ * VHDX into VHDX goes through mergeVhdx instead, which adds the spec's linkage step: before the parent is written,
+ * the child records the parent's next DataWriteGuid as parent_linkage2, so a crash mid-merge leaves a child that
+ * still opens and a re-run finishes the job (with the generic order above such a child would no longer open).
  * A child with children of its own cannot be merged safely by this tool (nothing records a file's children);
  * merge from the leaf upwards, as Hyper-V does for checkpoints.
  */
@@ -23,7 +26,7 @@ import { probeFormat } from './inspect.js'
 import { openDisk } from './open.js'
 import { openVhd } from './vhd/vhd-disk.js'
 import type { VirtualDisk } from './virtual-disk.js'
-import { openVhdx } from './vhdx/index.js'
+import { mergeVhdx, openVhdx, VhdxDisk } from './vhdx/index.js'
 
 const CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -53,6 +56,25 @@ export async function mergeDisk(childPath: string, o: MergeOptions = {}): Promis
   if (!spec) throw new EngineError(`${childPath} is not a differencing disk: nothing to merge`, 'InvalidOperation', AppErrorCode.Generic, { path: childPath })
   const found = await resolveParent(childPath, spec)
   if (found.note) o.onNote?.(found.note)
+  if (format === 'vhdx' && (await probeFormat(found.path)) === 'vhdx') {
+    const r = await mergeVhdx(
+      childPath,
+      async () => {
+        const disk = await openDisk(found.path, { readOnly: true, onNote: o.onNote })
+        return { disk, dataWriteGuid: disk instanceof VhdxDisk ? disk.dataWriteGuid : null }
+      },
+      o.progress,
+    )
+    if (!o.keepChild) await unlink(childPath)
+    return {
+      child: childPath,
+      parent: r.parentPath,
+      bytesMerged: r.bytesCopied,
+      bytesZeroed: r.bytesZeroed,
+      childRemoved: !o.keepChild,
+      seconds: (performance.now() - started) / 1000,
+    }
+  }
 
   // The child as its own layer: no parent attached, so reading never leaves the child's file.
   const child: VirtualDisk = format === 'vhd'
