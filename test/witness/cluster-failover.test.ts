@@ -87,12 +87,14 @@ t.test('witness cluster through etcd: failure, restart, etcd outage, cross-node 
     await until(() => changes(1, 0xff) === 1, 'RESOURCE_CHANGE unavailable')
     const ms = got.at(-1)!.at - killed
     t.ok(ms < 1500, `HvCbt client told ${ms} ms after the SIGKILL (lease TTL 3 s: the probe path)`)
+    t.equal(client.status().fileServerState, 'unavailable', 'client status shows the file server unavailable')
     if (held) t.match(await held.result(), /SOFS -> Unavailable/, 'rpcclient AsyncNotify: RESOURCE_CHANGE unavailable')
     const held2 = rc?.start(`AsyncNotify ${handle}`, 30_000)
     await nodes.A.start()
     await until(() => changes(1, 1) === 1, 'RESOURCE_CHANGE available')
     if (held2) t.match(await held2.result(), /SOFS -> Available/, 'rpcclient AsyncNotify: RESOURCE_CHANGE available')
     t.equal(changes(1), 2, 'one notification each way')
+    t.equal(client.status().fileServerState, 'available')
   })
 
   t.test('etcd outage with A killed during it: one notification each way, none lost or repeated', async t => {

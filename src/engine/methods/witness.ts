@@ -60,6 +60,7 @@ const ClientStatus = Type.Object({
   clientName: Type.String(),
   fileServerAddress: Type.String(),
   fileServerNode: Type.Union([Type.String(), Type.Null()]),
+  fileServerState: Type.String({ description: 'available, unavailable or unknown: the interface list at registration, then RESOURCE_CHANGE' }),
   witnessNode: Type.Union([Type.String(), Type.Null()]),
   witnessAddress: Type.Union([Type.String(), Type.Null()]),
   version: Type.Union([Type.Integer(), Type.Null()]),

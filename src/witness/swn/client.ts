@@ -49,6 +49,8 @@ export interface WitnessClientStatus {
   clientName: string
   fileServerAddress: string
   fileServerNode: string | null
+  /** The file-server node's state: from the interface list at registration, then from RESOURCE_CHANGE. */
+  fileServerState: 'available' | 'unavailable' | 'unknown'
   witnessNode: string | null
   witnessAddress: string | null
   version: number | null
@@ -73,7 +75,7 @@ export class WitnessClient extends EventEmitter {
     super()
     this.st = {
       state: 'starting', netName: opts.netName, clientName: opts.clientName, fileServerAddress: opts.fileServerAddress,
-      fileServerNode: null, witnessNode: null, witnessAddress: null, version: null, registeredAt: null,
+      fileServerNode: null, fileServerState: 'unknown', witnessNode: null, witnessAddress: null, version: null, registeredAt: null,
       lastNotification: null, notifications: 0, reconnects: 0, lastError: null,
     }
   }
@@ -157,8 +159,10 @@ export class WitnessClient extends EventEmitter {
   private async registerAndListen(): Promise<void> {
     const list = await this.interfaceList()
     this.lastList = list
-    const fsNode = list.find(i => i.ipv4 === this.st.fileServerAddress || i.ipv6 === this.st.fileServerAddress)?.interfaceGroupName ?? null
+    const fsEntry = list.find(i => i.ipv4 === this.st.fileServerAddress || i.ipv6 === this.st.fileServerAddress)
+    const fsNode = fsEntry?.interfaceGroupName ?? null
     this.st.fileServerNode = fsNode
+    this.st.fileServerState = stateName(fsEntry?.state ?? swn.InterfaceState.unknown)
     // Interfaces flagged INTERFACE_WITNESS first; when the list came from a node other than the file server, that
     // node's own interfaces are not flagged but are still a witness for this file server.
     const others = list.filter(i =>
@@ -232,6 +236,10 @@ export class WitnessClient extends EventEmitter {
       const r = out.response
       const n = decodeNotification(r.messageType, r.numberOfMessages, r.messageBuffer ?? new Uint8Array())
       this.st.notifications++
+      if (n.type === swn.MessageType.resourceChange && n.changes[0]) {
+        const c = n.changes[0].changeType
+        this.st.fileServerState = c === ChangeType.available ? 'available' : c === ChangeType.unavailable ? 'unavailable' : 'unknown'
+      }
       this.st.lastNotification = { at: new Date().toISOString(), type: typeName[n.type] ?? String(n.type), detail: describe(n) }
       this.emit('notification', n)
       this.emit(typeName[n.type]!, n)
@@ -268,6 +276,10 @@ export class WitnessClient extends EventEmitter {
     }
     rpc.close()
   }
+}
+
+function stateName(state: number): WitnessClientStatus['fileServerState'] {
+  return state === swn.InterfaceState.available ? 'available' : state === swn.InterfaceState.unavailable ? 'unavailable' : 'unknown'
 }
 
 function describe(n: Notification): string {
