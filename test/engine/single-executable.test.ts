@@ -1,7 +1,7 @@
 // The single executable (build/out/hvcbt, made by `npm run build`; test/run-all.sh always builds it first).
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { repoRoot, which } from '../helpers/engine.js'
@@ -28,6 +28,15 @@ t.test('the single executable runs the engine', { skip: missing }, async t => {
   t.equal(ver.native, existsSync(path.join(repoRoot, 'native/build/Release/hvcbt_native.node')), 'the embedded addon loads when it was built')
   t.ok(msgs.some(m => m.error?.code === -32700))
   t.ok(msgs.find(m => m.id === 2).result.methods.length > 2)
+})
+
+t.test('the bundle has no dynamic import(): a single executable cannot load modules at run time', { skip: missing }, async t => {
+  // esbuild turns import('./local.js') into a require of the bundled module, but leaves import('node:x') and
+  // computed specifiers as real dynamic imports, which fail inside a SEA ("A dynamic import callback was not
+  // specified") only when that code path runs
+  const bundle = readFileSync(path.join(repoRoot, 'build', 'out', 'hvcbt.cjs'), 'utf8')
+  const lines = bundle.split('\n').filter(l => /(^|[^.\w$])import\(/.test(l) && !/^\s*(\/\/|\*)/.test(l))
+  t.same(lines.map(l => l.trim().slice(0, 160)), [], 'no import( call left in build/out/hvcbt.cjs')
 })
 
 t.test('vhd info through the single executable', { skip: missing || (which('qemu-img') ? false : 'qemu-img not installed') }, async t => {

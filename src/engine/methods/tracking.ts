@@ -9,6 +9,7 @@
  * process fails read-write opens with ResourceBusy; queries still work there (persistent copy OR journal: exact
  * after the export's idle checkpoint, possibly over-reporting by coarse regions before it).
  */
+import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Type, type Static } from 'typebox'
 import { EngineError } from '../errors.js'
@@ -408,7 +409,6 @@ export const trackingMethods = [
         verified = missed.length === 0
       }
       if (p.save !== false) {
-        const { mkdir } = await import('node:fs/promises')
         await mkdir(sidecarPathOf(path), { recursive: true })
         await saveHashMap(file, map)
       }
