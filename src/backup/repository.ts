@@ -289,7 +289,9 @@ export class Repository {
         damaged.push({ id: m[1]!, error: (err as Error).message })
       }
     }
-    manifests.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    // Oldest first, by start time to the millisecond: ids carry whole seconds and a random suffix, so two backups
+    // in the same second would otherwise order at random and an incremental could pick the wrong base.
+    manifests.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     return { manifests, damaged }
   }
 
