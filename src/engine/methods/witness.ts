@@ -24,12 +24,13 @@ import { addService, getService, stopService } from '../services.js'
 import { addUser } from '../../witness/dcerpc/auth/credentials.js'
 import { ntHash } from '../../witness/dcerpc/auth/md4.js'
 import { RpcClient, epmMap } from '../../witness/dcerpc/client.js'
-import { EtcdMembership, type MoveCommand } from '../../witness/membership/etcd.js'
+import { EtcdMembership } from '../../witness/membership/etcd.js'
 import type { MembershipSource } from '../../witness/membership/membership.js'
 import { StaticMembership } from '../../witness/membership/static.js'
 import { AdminChannel, adminCall, adminSocketPath } from '../../witness/swn/admin-channel.js'
 import { WitnessClient, type WitnessClientStatus } from '../../witness/swn/client.js'
 import * as swn from '../../witness/swn/swn-idl.js'
+import { clusterClients, clusterMove, clusterWiring, membershipView } from '../../witness/swn/witness-cluster.js'
 import { startWitnessHost } from '../../witness/swn/witness-host.js'
 
 const Registration = Type.Object({
@@ -170,18 +171,6 @@ const ServiceStatus = Type.Object({
   registrations: Type.Integer({ description: 'registrations held by this node' }),
   membership: MembershipView,
 })
-
-function membershipView(m: MembershipSource): Static<typeof MembershipView> {
-  const nodes = m.nodes().map(n => ({ name: n.name, addresses: n.addresses, state: n.state }))
-  if (m instanceof EtcdMembership) {
-    const st = m.status()
-    return {
-      source: 'etcd', cluster: st.cluster, connected: st.connected, degradedSince: st.degradedSince, leaseId: st.leaseId,
-      leaseTtlSeconds: st.leaseTtlSeconds, endpoints: st.endpoints, nodes,
-    }
-  }
-  return { source: 'static', cluster: null, connected: true, degradedSince: null, leaseId: null, leaseTtlSeconds: null, endpoints: [], nodes }
-}
 
 const ServeParams = Type.Object({
   node: Type.Optional(Type.String({ minLength: 1, description: "this node's name" })),
@@ -547,71 +536,6 @@ async function joinMembership(p: Static<typeof ServeParams> & { node: string; li
     // a cluster node never runs alone by mistake: no etcd, no service
     throw new EngineError(`${(e as Error).message} (the service is not started; without --etcd it would run alone)`, 'ConnectionError')
   }
-}
-
-/**
- * Ties a clustered service to etcd: moves requested on any node are applied here (and acknowledged with the number
- * of registrations told), and this node's registrations are published (debounced after each change, and every
- * few seconds so counters stay fresh and a re-granted lease gets them again). Returns the undo.
- */
-function clusterWiring(svc: import('../../witness/swn/server.js').WitnessService, cluster: EtcdMembership, log: Log): () => void {
-  const onMove = (m: MoveCommand) => {
-    let notified = 0
-    try {
-      notified = m.kind === 'client' ? svc.moveClient(m.name, m.to, m.networkName) : svc.moveShare(m.name, m.to)
-    } catch (e) {
-      log('warning', `witness cluster: move ${m.id} (${m.kind} ${m.name} -> ${m.to}) not applied: ${(e as Error).message}`)
-    }
-    if (notified) log('info', `witness cluster: ${m.kind} move of ${m.name} to ${m.to}: ${notified} registration(s) told`)
-    cluster.ackMove(m.id, notified)
-  }
-  cluster.onMove(onMove)
-  let timer: NodeJS.Timeout | null = null
-  const publish = () => {
-    timer = null
-    cluster.publishRegistrations(svc.registrations())
-  }
-  const soon = () => {
-    timer ??= setTimeout(publish, 100)
-  }
-  const events = ['registered', 'unregistered', 'notified'] as const
-  for (const e of events) svc.on(e, soon)
-  const refresh = setInterval(publish, 2000)
-  refresh.unref()
-  cluster.on('status', st => log(st.connected ? 'info' : 'warning', st.connected
-    ? 'witness cluster: etcd reachable again'
-    : 'witness cluster: etcd unreachable, serving the last known membership (degraded)'))
-  publish()
-  return () => {
-    cluster.off('move', onMove)
-    for (const e of events) svc.off(e, soon)
-    clearInterval(refresh)
-    if (timer) clearTimeout(timer)
-  }
-}
-
-/** Every node's registrations: this node's own (current), the others' as published in etcd. */
-async function clusterClients(svc: import('../../witness/swn/server.js').WitnessService, cluster: EtcdMembership) {
-  const own = svc.registrations()
-  const me = svc.opts.nodeName.toUpperCase()
-  let published: Array<{ node: string; registrations: unknown[] }>
-  try {
-    published = await cluster.clusterRegistrations()
-  } catch (e) {
-    throw new Error(`etcd unreachable, only this node's registrations are known (${own.length}): ${(e as Error).message}`)
-  }
-  const others = published.filter(x => x.node !== me).flatMap(x => x.registrations as Array<Static<typeof Registration>>)
-  return [...own, ...others]
-}
-
-/** A move through etcd; resolves once every node that is up has applied it (or after 3 s) with the total told. */
-async function clusterMove(
-  svc: import('../../witness/swn/server.js').WitnessService, cluster: EtcdMembership, cmd: Omit<MoveCommand, 'id'>,
-): Promise<{ notified: number; moveId: string; nodes: Array<{ node: string; notified: number }> }> {
-  if (!svc.opts.membership.nodes().some(n => n.name.toUpperCase() === cmd.to.toUpperCase())) throw new Error(`no node named ${cmd.to}`)
-  const m = await cluster.requestMove(cmd)
-  const acks = await cluster.awaitMoveAcks(m.id)
-  return { notified: acks.reduce((a, x) => a + x.notified, 0), moveId: m.id, nodes: acks }
 }
 
 function svcEvents(svc: import('../../witness/swn/server.js').WitnessService, log: (l: 'info', m: string) => void): void {
