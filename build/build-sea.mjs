@@ -7,7 +7,8 @@
 //   1. validators  build/gen-validators.mjs, when present, writes build/out/gen/validators.mjs (ajv standalone code);
 //   2. bundle      esbuild src/main.ts -> hvcbt.cjs (CJS, node20). import.meta.url becomes the bundle's file URL via
 //                  a banner; src/engine's `./precompiled-validators.js` resolves to the generated validators;
-//   3. blob        sea-config.json (code cache on, no experimental warning, the native addon as the asset
+//   3. blob        sea-config.json (code cache on, no experimental warning, lz4-napi's module as the asset
+//                  `lz4-napi.node`, the native addon as the asset
 //                  `hvcbt_native.node` when native/ was built) -> node --experimental-sea-config;
 //   4. executable  copy of process.execPath, stripped when `strip` exists (both sizes printed), blob injected with
 //                  postject under the SEA sentinel fuse.
@@ -19,6 +20,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { createRequire } from 'node:module'
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'
@@ -42,6 +44,18 @@ const seaConfig = path.join(outDir, 'sea-config.json')
 const genScript = path.join(root, 'build', 'gen-validators.mjs')
 const genValidators = path.join(root, 'build', 'out', 'gen', 'validators.mjs')
 const addon = path.join(root, 'native', 'build', 'Release', ADDON_ASSET)
+// lz4-napi's prebuilt module for this platform (backup chunk compression); src/backup/chunk-codec.ts loads it
+// from the asset 'lz4-napi.node' inside the executable
+const LZ4_ASSET = 'lz4-napi.node'
+const lz4 = (() => {
+  const triple = { 'linux-x64': 'linux-x64-gnu', 'linux-arm64': 'linux-arm64-gnu', 'win32-x64': 'win32-x64-msvc' }[`${process.platform}-${process.arch}`]
+  try {
+    const pkg = createRequire(path.join(root, 'package.json')).resolve(`@antoniomuso/lz4-napi-${triple}/package.json`)
+    return path.join(path.dirname(pkg), `lz4-napi.${triple}.node`)
+  } catch {
+    return null
+  }
+})()
 
 class StepError extends Error {}
 
@@ -136,9 +150,13 @@ await step('blob: node --experimental-sea-config', () => {
     output: blob,
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
-    assets: fs.existsSync(addon) ? { [ADDON_ASSET]: addon } : {},
+    assets: {
+      ...(fs.existsSync(addon) ? { [ADDON_ASSET]: addon } : {}),
+      ...(lz4 && fs.existsSync(lz4) ? { [LZ4_ASSET]: lz4 } : {}),
+    },
   }
   if (!fs.existsSync(addon)) console.warn(`build-sea: ${show(addon)} not built: the executable runs without sparse-file support`)
+  if (!lz4 || !fs.existsSync(lz4)) console.warn('build-sea: lz4-napi has no module for this platform: backups from the executable are stored uncompressed')
   fs.writeFileSync(seaConfig, JSON.stringify(config, null, 2) + '\n')
   run(process.execPath, ['--experimental-sea-config', seaConfig], 'node --experimental-sea-config')
 })

@@ -24,11 +24,10 @@
  * decoder below (slower, but a repository never becomes unreadable).
  */
 import { createHash, webcrypto } from 'node:crypto'
-import fs from 'node:fs'
 import { createRequire } from 'node:module'
-import os from 'node:os'
 import path from 'node:path'
 import { FormatError } from '../engine/errors.js'
+import { seaAssetFile } from '../platform/sea-asset.js'
 
 export const CHUNK_MAGIC = 'HVCK'
 export const CHUNK_HEADER_BYTES = 16
@@ -63,7 +62,7 @@ function loadLz4(): { binding: Lz4Binding | null; reason: string | null } {
   if (process.env.HVCBT_NO_LZ4 === '1') return (lz4 = { binding: null, reason: 'disabled by HVCBT_NO_LZ4=1' })
   try {
     const require = createRequire(import.meta.url)
-    const file = process.env.HVCBT_LZ4_ADDON || seaAsset(require) || devAddon(require)
+    const file = process.env.HVCBT_LZ4_ADDON || seaAssetFile(SEA_LZ4_ASSET_NAME, 'lz4') || devAddon(require)
     const mod = { exports: {} as Record<string, unknown> }
     process.dlopen(mod, file)
     const b = mod.exports as unknown as Lz4Binding
@@ -81,31 +80,6 @@ function devAddon(require: NodeJS.Require): string {
   if (!triple) throw new Error(`lz4-napi has no binary for ${process.platform}-${process.arch}`)
   const pkg = require.resolve(`@antoniomuso/lz4-napi-${triple}/package.json`)
   return path.join(path.dirname(pkg), `lz4-napi.${triple}.node`)
-}
-
-/** Inside a single executable: write the embedded asset to the temp dir (once per content hash) and return it. */
-function seaAsset(require: NodeJS.Require): string | null {
-  let sea: { isSea(): boolean; getAsset(name: string): ArrayBuffer }
-  try {
-    sea = require('node:sea')
-    if (!sea.isSea()) return null
-  } catch {
-    return null
-  }
-  const bytes = Buffer.from(sea.getAsset(SEA_LZ4_ASSET_NAME))
-  const digest = createHash('sha256').update(bytes).digest('hex').slice(0, 16)
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 'u'
-  const file = path.join(os.tmpdir(), `hvcbt-lz4-${uid}-${digest}.node`)
-  try {
-    const have = fs.readFileSync(file)
-    if (have.equals(bytes)) return file
-  } catch {
-    // not extracted yet
-  }
-  const tmp = `${file}.${process.pid}.tmp`
-  fs.writeFileSync(tmp, bytes, { mode: 0o700 })
-  fs.renameSync(tmp, file)
-  return file
 }
 
 /** Which codec new chunks get, and why lz4 is unavailable when it is. */

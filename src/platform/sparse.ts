@@ -21,9 +21,9 @@
  */
 import fs from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
-import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { seaAssetFile } from './sea-asset.js'
 
 /** One run of a data/hole map: [offset, length, isData]. */
 export type Extent = [offset: number, length: number, isData: boolean]
@@ -225,10 +225,8 @@ function load(): { native: NativeSparse | null; reason?: string } {
   if (loaded) return loaded
   if (process.env.HVCBT_NO_NATIVE === '1') return (loaded = { native: null, reason: 'disabled by HVCBT_NO_NATIVE=1' })
   if (process.platform !== 'linux') return (loaded = { native: null, reason: `no addon for ${process.platform}` })
-  const require = createRequire(import.meta.url)
   try {
-    const sea = seaModule(require)
-    const file = sea ? extractSeaAsset(sea, require) : findDevelopmentAddon()
+    const file = seaAssetFile(NATIVE_ASSET_NAME, 'native') ?? findDevelopmentAddon()
     const mod = { exports: {} as Record<string, unknown> }
     process.dlopen(mod, file)
     const api = mod.exports as unknown as NativeSparse
@@ -238,64 +236,6 @@ function load(): { native: NativeSparse | null; reason?: string } {
     return (loaded = { native: api })
   } catch (err) {
     return (loaded = { native: null, reason: err instanceof Error ? err.message : String(err) })
-  }
-}
-
-interface SeaApi {
-  isSea(): boolean
-  getAsset(name: string): ArrayBuffer
-}
-
-/** node:sea when running as a single executable, else null (also on Node < 20.12, which lacks the module). */
-function seaModule(require: NodeJS.Require): SeaApi | null {
-  try {
-    const sea = require('node:sea') as SeaApi
-    return sea.isSea() ? sea : null
-  } catch {
-    return null
-  }
-}
-
-/**
- * Write the addon asset to `<tmpdir>/hvcbt-native-<uid>-<sha256 prefix>.node` unless a file of ours with the same
- * content is already there. The file is created exclusively under a temporary name and renamed into place, so a
- * concurrent engine never dlopens half a file; one owned by someone else or with other content is never used.
- */
-function extractSeaAsset(sea: SeaApi, require: NodeJS.Require): string {
-  const { createHash } = require('node:crypto') as typeof import('node:crypto')
-  const os = require('node:os') as typeof import('node:os')
-  let bytes: Buffer
-  try {
-    bytes = Buffer.from(sea.getAsset(NATIVE_ASSET_NAME))
-  } catch {
-    throw new Error(`the executable carries no ${NATIVE_ASSET_NAME} asset`)
-  }
-  const hash = createHash('sha256').update(bytes).digest('hex')
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0
-  const file = path.join(os.tmpdir(), `hvcbt-native-${uid}-${hash.slice(0, 24)}.node`)
-  if (isOurCopy(file, uid, hash, createHash)) return file
-  const temp = `${file}.${process.pid}.${Date.now()}.tmp`
-  fs.writeFileSync(temp, bytes, { mode: 0o700, flag: 'wx' })
-  try {
-    fs.renameSync(temp, file)
-  } catch {
-    return temp // someone else's file sits at the name (sticky /tmp refuses the rename): use our private copy
-  }
-  return file
-}
-
-function isOurCopy(
-  file: string,
-  uid: number,
-  hash: string,
-  createHash: typeof import('node:crypto').createHash,
-): boolean {
-  try {
-    const st = fs.lstatSync(file)
-    if (!st.isFile() || st.uid !== uid || (st.mode & 0o022) !== 0) return false
-    return createHash('sha256').update(fs.readFileSync(file)).digest('hex') === hash
-  } catch {
-    return false
   }
 }
 

@@ -1,7 +1,7 @@
 // The single executable (build/out/hvcbt, made by `npm run build`; test/run-all.sh always builds it first).
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { repoRoot, which } from '../helpers/engine.js'
@@ -50,4 +50,16 @@ t.test('vhd info through the single executable', { skip: missing || (which('qemu
     t.equal(r.status, 0, r.stderr)
     t.equal(JSON.parse(r.stdout).virtualSizeBytes, q['virtual-size'], name)
   }
+})
+
+t.test('backups from the single executable are compressed (lz4-napi embedded as an asset)', { skip: missing }, async t => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hvcbt-sea-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const disk = path.join(dir, 'text.raw')
+  writeFileSync(disk, Buffer.alloc(2 * 1024 * 1024, 'hello hyper-v world '))
+  const r = run(['backup', 'create', disk, '--repo', path.join(dir, 'repo'), '--json'])
+  t.equal(r.status, 0, r.stderr)
+  const stats = JSON.parse(r.stdout).stats
+  t.equal(stats.bytesRead, 2 * 1024 * 1024)
+  t.ok(stats.bytesWritten < 64 * 1024, `2 MiB of text stored as ${stats.bytesWritten} bytes`)
 })
