@@ -1,17 +1,24 @@
 #!/usr/bin/env node
 /**
  * Entry point of the hvcbt engine: `hvcbt rpc` serves JSON-RPC on stdio for the PowerShell module; anything else
- * is the command line. Both read the same method registry.
+ * is the command line. Both read the same method registry. Each path loads only what it needs, and `--version`
+ * (what scripts and the module call to find the engine) loads nothing at all.
  */
-import { findMethod, methods } from './engine/registry.js'
-import { serveStdio } from './engine/jsonrpc/stdio.js'
-import { stopAllServices } from './engine/services.js'
-import { setSparseWarningSink } from './platform/sparse.js'
-import { runCli } from './cli/cli.js'
+import { version } from './engine/version.js'
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2)
+  if (args.length === 1 && args[0] === '--version') {
+    process.stdout.write(`${version}\n`)
+    return 0
+  }
   if (args[0] === 'rpc' && !args.includes('--help') && !args.includes('-h')) {
+    const [{ findMethod }, { serveStdio }, { stopAllServices }, { setSparseWarningSink }] = await Promise.all([
+      import('./engine/registry.js'),
+      import('./engine/jsonrpc/stdio.js'),
+      import('./engine/services.js'),
+      import('./platform/sparse.js'),
+    ])
     await serveStdio({
       methods: findMethod,
       onClose: stopAllServices,
@@ -19,6 +26,7 @@ async function main(): Promise<number> {
     })
     return 0
   }
+  const [{ methods }, { runCli }] = await Promise.all([import('./engine/registry.js'), import('./cli/cli.js')])
   return runCli(args, methods)
 }
 
