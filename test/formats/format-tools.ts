@@ -54,18 +54,7 @@ export function vhdiInfo(path: string): Record<string, string> {
   return out
 }
 
-/** Deterministic pseudo-random generator (xorshift32) so failures reproduce. */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x1_0000_0000
-  }
-}
+export { xorshift32 as prng } from '../helpers/prng.js'
 
 /**
  * Mount `image` with vhdimount (FUSE) and return the bytes of layer `layer` (vhdi1 = the base; the highest number

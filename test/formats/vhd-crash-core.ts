@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { checkDisk } from '../../src/formats/check.js'
 import { openDisk } from '../../src/formats/open.js'
 import { createVhd } from '../../src/formats/vhd/vhd-create.js'
+import { xorshift32 } from '../helpers/prng.js'
 
 export const CRASH_DISK_BYTES = 24 * 1024 * 1024
 
@@ -28,15 +29,7 @@ export interface CrashOp {
 
 /** The i-th operation of the sequence for `seed` (pure: the writer and the checker agree). */
 export function* crashOps(seed: number): Generator<CrashOp> {
-  let x = seed >>> 0 || 1
-  const r = (): number => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x1_0000_0000
-  }
+  const r = xorshift32(seed)
   for (let i = 0; ; i++) {
     const zero = r() < 0.12
     const length = (1 + Math.floor(r() * (zero ? 8192 : 512))) * 512

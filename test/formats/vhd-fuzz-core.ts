@@ -15,6 +15,7 @@ import { openVhd } from '../../src/formats/vhd/vhd-disk.js'
 import { inspectVhd } from '../../src/formats/vhd/vhd-inspect.js'
 import { vhdChecksum } from '../../src/formats/vhd/vhd-layout.js'
 import type { VirtualDisk } from '../../src/formats/virtual-disk.js'
+import { xorshift32 as rng } from '../helpers/prng.js'
 
 export interface FuzzSeed {
   path: string
@@ -33,17 +34,6 @@ export interface FuzzStats {
 
 const INTERESTING_U32 = [0, 1, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff, 0x200, 0x1000, 0x100000, 0x200000]
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x1_0000_0000
-  }
-}
 
 /** Damage the file image `b` (a copy of a seed) and return the bytes to write. */
 function mutate(b: Buffer, r: () => number): Buffer {

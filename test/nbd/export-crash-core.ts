@@ -14,6 +14,7 @@ import path from 'node:path'
 import { engineCommand, type RpcProcess } from '../helpers/engine.js'
 import * as P from '../../src/nbd/protocol.js'
 import { RawClient } from './raw-client.js'
+import { xorshift32 as rng } from '../helpers/prng.js'
 
 const SIZE = 32 * 1024 * 1024
 const SLOT = 16 * 1024
@@ -33,17 +34,6 @@ export interface ExportCrashResult {
   recovered: boolean
 }
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x100000000
-  }
-}
 
 function randomBytes(r: () => number, n: number): Buffer {
   const b = Buffer.allocUnsafe(n)

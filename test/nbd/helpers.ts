@@ -81,15 +81,4 @@ export async function serveRaw(
   return { server, disk, port: addr.port, uri: `nbd://127.0.0.1:${addr.port}/${name}` }
 }
 
-/** Deterministic pseudo-random generator (xorshift32), so a failing case can be replayed. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x100000000
-  }
-}
+export { xorshift32 as rng } from '../helpers/prng.js'

@@ -11,6 +11,7 @@ import { NbdServer } from '../../src/nbd/server.js'
 import * as P from '../../src/nbd/protocol.js'
 import { MemoryDisk } from './memory-disk.js'
 import { goRequest, metaRequest, optionRequest, requestHeader, u32 } from './raw-client.js'
+import { xorshift32 as rng } from '../helpers/prng.js'
 
 class ScriptedStream extends Duplex {
   readonly out: Buffer[] = []
@@ -23,18 +24,6 @@ class ScriptedStream extends Duplex {
   }
 }
 
-/** xorshift32 in [0, 1). */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x100000000
-  }
-}
 
 /** Pieces of a valid session: flags, options, then requests (each piece one message). */
 function sessionPieces(r: () => number): Buffer[] {

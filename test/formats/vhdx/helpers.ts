@@ -40,15 +40,4 @@ export function qemuWrite(path: string, writes: Array<[number, number, number]>)
   run('qemu-io', args)
 }
 
-/** A deterministic pseudo-random generator (xorshift32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x1_0000_0000
-  }
-}
+export { xorshift32 as rng } from '../../helpers/prng.js'

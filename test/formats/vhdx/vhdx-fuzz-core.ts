@@ -12,6 +12,7 @@ import { crc32cWithZeroedField } from '../../../src/formats/crc32c.js'
 import { checkVhdx } from '../../../src/formats/vhdx/vhdx-check.js'
 import { inspectVhdx } from '../../../src/formats/vhdx/vhdx-inspect.js'
 import { openVhdx } from '../../../src/formats/vhdx/vhdx-open.js'
+import { xorshift32 as rng } from '../../helpers/prng.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -46,18 +47,6 @@ export interface FuzzStats {
   maxHeapBytes: number
 }
 
-/** Deterministic xorshift32. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x / 0x1_0000_0000
-  }
-}
 
 const interesting = [0, 1, 0x7f, 0x80, 0xff, 0xfe, 0x10, 0x20, 0x40]
 
