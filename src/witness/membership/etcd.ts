@@ -218,7 +218,7 @@ export class EtcdMembership extends EventEmitter implements MembershipSource {
    * Waits until every node that is up has acknowledged move `id` (or `ms` passed) and returns the acknowledgements:
    * the cluster-wide count of registrations told. A node that is down cannot hold live registrations.
    */
-  async awaitMoveAcks(id: string, ms = 3000): Promise<Array<{ node: string; notified: number }>> {
+  async awaitMoveAcks(id: string, ms = 5000): Promise<Array<{ node: string; notified: number }>> {
     const deadline = performance.now() + ms // monotonic: a clock step must not cut the wait short
     const prefix = `${this.root}acks/${id}/`
     for (;;) {

@@ -94,7 +94,7 @@ export async function clusterClients(svc: WitnessService, cluster: EtcdMembershi
   return [...own, ...others]
 }
 
-/** A move through etcd; resolves once every node that is up has applied it (or after 3 s) with the total told. */
+/** A move through etcd; resolves once every node that is up has applied it (or after 5 s) with the total told. */
 export async function clusterMove(
   svc: WitnessService, cluster: EtcdMembership, cmd: Omit<MoveCommand, 'id'>,
 ): Promise<{ notified: number; moveId: string; nodes: Array<{ node: string; notified: number }> }> {
