@@ -7,8 +7,8 @@
 //   1. validators  build/gen-validators.mjs, when present, writes build/out/gen/validators.mjs (ajv standalone code);
 //   2. bundle      esbuild src/main.ts -> hvcbt.cjs (CJS, node20). import.meta.url becomes the bundle's file URL via
 //                  a banner; src/engine's `./precompiled-validators.js` resolves to the generated validators;
-//   3. blob        sea-config.json (code cache on, no experimental warning, lz4-napi's module as the asset
-//                  `lz4-napi.node`, the native addon as the asset
+//   3. blob        sea-config.json (code cache on, no experimental warning, etcd3's .proto files as the assets
+//                  `etcd3-proto/*.proto`, lz4-napi's module as the asset `lz4-napi.node`, the native addon as the asset
 //                  `hvcbt_native.node` when native/ was built) -> node --experimental-sea-config;
 //   4. executable  copy of process.execPath, stripped when `strip` exists (both sizes printed), blob injected with
 //                  postject under the SEA sentinel fuse.
@@ -151,6 +151,11 @@ await step('blob: node --experimental-sea-config', () => {
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
     assets: {
+      // etcd3 reads its gRPC definitions from files at load time; src/witness/membership/etcd-protos.ts serves
+      // them from these assets inside the executable
+      ...Object.fromEntries(
+        ['rpc.proto', 'kv.proto', 'auth.proto'].map(f => [`etcd3-proto/${f}`, path.join(root, 'node_modules', 'etcd3', 'proto', f)]),
+      ),
       ...(fs.existsSync(addon) ? { [ADDON_ASSET]: addon } : {}),
       ...(lz4 && fs.existsSync(lz4) ? { [LZ4_ASSET]: lz4 } : {}),
     },
