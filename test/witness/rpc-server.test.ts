@@ -123,6 +123,15 @@ t.test('DCE/RPC runtime behaviour', async t => {
     t.equal(host.service.registrations().length, 0, 'its registration was run down with the association group')
   })
 
+  t.test('a signal shared by many calls keeps no listener once each call has ended', async t => {
+    const { getEventListeners } = await import('node:events')
+    const client = await RpcClient.connect({ host: '127.0.0.1', port, syntax: swn.WitnessSyntax })
+    t.teardown(() => client.close())
+    const ac = new AbortController()
+    for (let i = 0; i < 20; i++) await client.call(0, new Uint8Array(), ac.signal)
+    t.equal(getEventListeners(ac.signal, 'abort').length, 0, 'no abort listener left behind by 20 finished calls')
+  })
+
   t.test('CONC_MPX: a held AsyncNotify does not block later calls; calls-in-flight limit', async t => {
     const client = await RpcClient.connect({ host: '127.0.0.1', port, syntax: swn.WitnessSyntax })
     t.teardown(() => client.close())

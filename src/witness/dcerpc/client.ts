@@ -212,7 +212,19 @@ export class RpcClient extends EventEmitter {
     let room = this.maxXmit - 24 - (sig ? SecTrailerBytes + sig : 0)
     if (sig) room -= room % 16
     return new Promise<Buffer>((resolve, reject) => {
-      this.pending.set(callId, { resolve, reject, chunks: [], bytes: 0 })
+      const onAbort = (): void => {
+        if (!this.pending.delete(callId)) return
+        if (!this.closedError) this.socket.write(encodePdu({ ptype: PType.orphaned, flags: Pfc.first | Pfc.last, callId }))
+        reject(signal!.reason instanceof Error ? signal!.reason : new Error('call aborted'))
+      }
+      // the listener goes when the call ends either way: a long-lived signal shared by many calls must not collect one per call
+      const settled = (): void => signal?.removeEventListener('abort', onAbort)
+      this.pending.set(callId, {
+        resolve: (b: Buffer) => (settled(), resolve(b)),
+        reject: (e: Error) => (settled(), reject(e)),
+        chunks: [],
+        bytes: 0,
+      })
       let off = 0
       do {
         const chunk = stub.subarray(off, off + room)
@@ -230,11 +242,7 @@ export class RpcClient extends EventEmitter {
         this.socket.write(pdu)
         off += chunk.length
       } while (off < stub.length)
-      signal?.addEventListener('abort', () => {
-        if (!this.pending.delete(callId)) return
-        if (!this.closedError) this.socket.write(encodePdu({ ptype: PType.orphaned, flags: Pfc.first | Pfc.last, callId }))
-        reject(signal.reason instanceof Error ? signal.reason : new Error('call aborted'))
-      }, { once: true })
+      signal?.addEventListener('abort', onAbort, { once: true })
     })
   }
 }
