@@ -113,22 +113,5 @@ function Register-WitnessClient {
     if (-not $PSCmdlet.ShouldProcess("$NetName (file server $FileServer)", 'Register with the witness')) { return }
     $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'witness.client.register' -Params $params -TargetObject $NetName
     if ($null -eq $r) { return }
-    [pscustomobject]@{
-            PSTypeName          = 'HvCbt.WitnessRegistration'
-            Id                  = $r.id
-            State               = $r.state
-            NetName             = $r.netName
-            ClientName          = $r.clientName
-            FileServerAddress   = $r.fileServerAddress
-            FileServerNodeName  = $r.fileServerNode
-            WitnessNodeName     = $r.witnessNode
-            WitnessAddress      = $r.witnessAddress
-            Version             = $r.version
-            RegisteredAt        = if ($r.registeredAt) { [datetime]::Parse($r.registeredAt, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind) } else { $null }
-            LastNotification    = if ($r.lastNotification) { "$($r.lastNotification.type): $($r.lastNotification.detail)" } else { $null }
-            LastNotificationAt  = if ($r.lastNotification) { [datetime]::Parse($r.lastNotification.at, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind) } else { $null }
-            Notifications       = [int]$r.notifications
-            Reconnects          = [int]$r.reconnects
-            LastError           = $r.lastError
-        }
+    ConvertTo-HvCbtWitnessRegistration -Registration $r
 }
