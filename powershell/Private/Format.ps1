@@ -54,3 +54,58 @@ function ConvertTo-HvCbtWitnessRegistration {
         LastError          = $r.lastError
     }
 }
+
+function ConvertTo-HvCbtVhdFileInfo {
+    # vhd.info / vhd.create's result as Get-VhdFileInfo's object, shaped like Hyper-V's Get-VHD.
+    [CmdletBinding()]
+    [OutputType('HvCbt.VhdFileInfo')]
+    param([Parameter(Mandatory)]$Info)
+    $r = $Info
+    [pscustomobject]@{
+        PSTypeName         = 'HvCbt.VhdFileInfo'
+        Path               = $r.path
+        VhdFormat          = ConvertTo-HvCbtVhdFormat $r.format
+        VhdType            = ConvertTo-HvCbtVhdType $r.type
+        Size               = [long]$r.virtualSizeBytes
+        FileSize           = [long]$r.fileSizeBytes
+        BlockSize          = [long]$r.blockSizeBytes
+        LogicalSectorSize  = [int]$r.logicalSectorSizeBytes
+        PhysicalSectorSize = [int]$r.physicalSectorSizeBytes
+        DiskIdentifier     = if ($r.diskId) { $r.diskId.ToUpperInvariant() } else { $null }
+        ParentPath         = $r.parentPath
+    }
+}
+
+function ConvertTo-HvCbtChangeTracking {
+    # tracking.enable / status / reset's result as the HvCbt.VhdChangeTracking object.
+    [CmdletBinding()]
+    [OutputType('HvCbt.VhdChangeTracking')]
+    param([Parameter(Mandatory)]$Status)
+    $r = $Status
+    [pscustomobject]@{
+        PSTypeName              = 'HvCbt.VhdChangeTracking'
+        Path                    = $r.diskPath
+        IsTrusted               = [bool]$r.trusted
+        UntrustedReason         = $r.untrustedReason
+        Generation              = $r.generation
+        Sequence                = [long]$r.sequence
+        GranularityBytes        = [long]$r.granularityBytes
+        JournalRegionBytes      = [long]$r.coarseRegionBytes
+        SizeBytes               = [long]$r.diskSizeBytes
+        ReferencePoints         = @(foreach ($rp in $r.refPoints) {
+                [pscustomobject]@{
+                    PSTypeName = 'HvCbt.VhdReferencePoint'
+                    Path       = $r.diskPath
+                    Id         = $rp.id
+                    Sequence   = [long]$rp.sequence
+                    CreatedAt  = [datetime]::Parse($rp.createdAt, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind)
+                    Checkpoint = $false
+                }
+            })
+        ChangedBytesSinceNewest = [long]$r.liveChangedBytes
+        RecoveredAfterCrash     = [bool]$r.recoveredAfterCrash
+        RecoveryReason          = $r.recoveryReason
+        OpenElsewhere           = [bool]$r.openElsewhereOrCrashed
+        SidecarPath             = $r.sidecarPath
+    }
+}

@@ -42,25 +42,7 @@ function Get-VhdChangeTracking {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'tracking.status' -Params @{ disk = $file } -TargetObject $file
             if ($null -eq $r) { continue }
-            [pscustomobject]@{
-                PSTypeName              = 'HvCbt.VhdChangeTracking'
-                Path                    = $r.diskPath
-                IsTrusted               = [bool]$r.trusted
-                UntrustedReason         = $r.untrustedReason
-                Generation              = $r.generation
-                Sequence                = [long]$r.sequence
-                GranularityBytes        = [long]$r.granularityBytes
-                JournalRegionBytes      = [long]$r.coarseRegionBytes
-                SizeBytes               = [long]$r.diskSizeBytes
-                ReferencePoints         = @(foreach ($rp in $r.refPoints) {
-                        [pscustomobject]@{ PSTypeName = 'HvCbt.VhdReferencePoint'; Path = $r.diskPath; Id = $rp.id; Sequence = [long]$rp.sequence; CreatedAt = [datetime]::Parse($rp.createdAt, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind); Checkpoint = $false }
-                    })
-                ChangedBytesSinceNewest = [long]$r.liveChangedBytes
-                RecoveredAfterCrash     = [bool]$r.recoveredAfterCrash
-                RecoveryReason          = $r.recoveryReason
-                OpenElsewhere           = [bool]$r.openElsewhereOrCrashed
-                SidecarPath             = $r.sidecarPath
-            }
+            ConvertTo-HvCbtChangeTracking -Status $r
         }
     }
 }

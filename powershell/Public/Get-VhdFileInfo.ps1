@@ -59,19 +59,7 @@ function Get-VhdFileInfo {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'vhd.info' -Params @{ path = $file } -TargetObject $file
             if ($null -eq $r) { continue }
-            [pscustomobject]@{
-                PSTypeName         = 'HvCbt.VhdFileInfo'
-                Path               = $r.path
-                VhdFormat          = ConvertTo-HvCbtVhdFormat $r.format
-                VhdType            = ConvertTo-HvCbtVhdType $r.type
-                Size               = [long]$r.virtualSizeBytes
-                FileSize           = [long]$r.fileSizeBytes
-                BlockSize          = [long]$r.blockSizeBytes
-                LogicalSectorSize  = [int]$r.logicalSectorSizeBytes
-                PhysicalSectorSize = [int]$r.physicalSectorSizeBytes
-                DiskIdentifier     = if ($r.diskId) { $r.diskId.ToUpperInvariant() } else { $null }
-                ParentPath         = $r.parentPath
-            }
+            ConvertTo-HvCbtVhdFileInfo -Info $r
         }
     }
 }
