@@ -92,20 +92,55 @@ function ConvertTo-HvCbtChangeTracking {
         GranularityBytes        = [long]$r.granularityBytes
         JournalRegionBytes      = [long]$r.coarseRegionBytes
         SizeBytes               = [long]$r.diskSizeBytes
-        ReferencePoints         = @(foreach ($rp in $r.refPoints) {
-                [pscustomobject]@{
-                    PSTypeName = 'HvCbt.VhdReferencePoint'
-                    Path       = $r.diskPath
-                    Id         = $rp.id
-                    Sequence   = [long]$rp.sequence
-                    CreatedAt  = [datetime]::Parse($rp.createdAt, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind)
-                    Checkpoint = $false
-                }
-            })
+        ReferencePoints         = @(foreach ($rp in $r.refPoints) { ConvertTo-HvCbtReferencePoint -Path $r.diskPath -ReferencePoint $rp })
         ChangedBytesSinceNewest = [long]$r.liveChangedBytes
         RecoveredAfterCrash     = [bool]$r.recoveredAfterCrash
         RecoveryReason          = $r.recoveryReason
         OpenElsewhere           = [bool]$r.openElsewhereOrCrashed
         SidecarPath             = $r.sidecarPath
+    }
+}
+
+function ConvertTo-HvCbtSize {
+    # A size parameter for the engine: strings with a suffix ('10G', '64K') go as they are (the engine parses them),
+    # PowerShell numbers (10GB, 65536) as whole bytes.
+    [CmdletBinding()]
+    param([Parameter(Mandatory)]$Value)
+    if ($Value -is [string]) { $Value } else { [long]$Value }
+}
+
+function ConvertTo-HvCbtVhdExport {
+    # An NBD export from nbd.serve / nbd.list as the HvCbt.VhdExport object.
+    [CmdletBinding()]
+    [OutputType('HvCbt.VhdExport')]
+    param([Parameter(Mandatory)]$Export)
+    $r = $Export
+    [pscustomobject]@{
+        PSTypeName  = 'HvCbt.VhdExport'
+        Id          = $r.id
+        Uri         = $r.uri
+        Listen      = $r.listen
+        Name        = $r.name
+        Path        = $r.path
+        SizeBytes   = [long]$r.sizeBytes
+        ReadOnly    = [bool]$r.readOnly
+        Connections = [int]$r.connections
+    }
+}
+
+function ConvertTo-HvCbtReferencePoint {
+    # A reference point of the disk at -Path (tracking.refpoint.create / list, tracking.status) as an object.
+    [CmdletBinding()]
+    [OutputType('HvCbt.VhdReferencePoint')]
+    param([Parameter(Mandatory)][string]$Path, [Parameter(Mandatory)]$ReferencePoint)
+    $rp = $ReferencePoint
+    [pscustomobject]@{
+        PSTypeName = 'HvCbt.VhdReferencePoint'
+        Path       = $Path
+        Id         = $rp.id
+        Sequence   = [long]$rp.sequence
+        CreatedAt  = [datetime]::Parse($rp.createdAt, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind)
+        # only tracking.refpoint.create reports it (a checkpoint opened with the point); listed points have none
+        Checkpoint = [bool]($rp.PSObject.Properties['checkpoint'] -and $rp.checkpoint)
     }
 }

@@ -87,7 +87,7 @@ function Backup-Vhd {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             if (-not $PSCmdlet.ShouldProcess($file, "Back up ($($Mode.ToLowerInvariant())) to $repo")) { continue }
             $params = @{ disk = $file; repo = $repo; mode = $Mode.ToLowerInvariant() }
-            if ($PSBoundParameters.ContainsKey('ChunkSizeBytes')) { $params.chunkSize = if ($ChunkSizeBytes -is [string]) { $ChunkSizeBytes } else { [long]$ChunkSizeBytes } }
+            if ($PSBoundParameters.ContainsKey('ChunkSizeBytes')) { $params.chunkSize = ConvertTo-HvCbtSize $ChunkSizeBytes }
             if ($BreakLock) { $params.breakLock = $true }
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'backup.create' -Params $params -TargetObject $file -Activity "Backing up $file"
             if ($null -eq $r) { continue }

@@ -88,7 +88,7 @@ function ConvertTo-VhdFile {
         $params = @{ source = $source; destination = $dest[0] }
         if ($Format) { $params.format = $Format.ToLowerInvariant() }
         if ($VhdType) { $params.type = $VhdType.ToLowerInvariant() }
-        if ($PSBoundParameters.ContainsKey('BlockSizeBytes')) { $params.blockSize = if ($BlockSizeBytes -is [string]) { $BlockSizeBytes } else { [long]$BlockSizeBytes } }
+        if ($PSBoundParameters.ContainsKey('BlockSizeBytes')) { $params.blockSize = ConvertTo-HvCbtSize $BlockSizeBytes }
         if ($LogicalSectorSizeBytes) { $params.logicalSectorSize = $LogicalSectorSizeBytes }
         $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'vhd.convert' -Params $params -TargetObject $source -Activity "Converting $source"
         if ($null -eq $r) { return }

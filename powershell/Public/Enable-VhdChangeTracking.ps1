@@ -57,8 +57,8 @@ function Enable-VhdChangeTracking {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             if (-not $PSCmdlet.ShouldProcess($file, 'Enable change tracking')) { continue }
             $params = @{ disk = $file }
-            if ($PSBoundParameters.ContainsKey('GranularityBytes')) { $params.granularity = if ($GranularityBytes -is [string]) { $GranularityBytes } else { [long]$GranularityBytes } }
-            if ($PSBoundParameters.ContainsKey('JournalRegionBytes')) { $params.journalRegion = if ($JournalRegionBytes -is [string]) { $JournalRegionBytes } else { [long]$JournalRegionBytes } }
+            if ($PSBoundParameters.ContainsKey('GranularityBytes')) { $params.granularity = ConvertTo-HvCbtSize $GranularityBytes }
+            if ($PSBoundParameters.ContainsKey('JournalRegionBytes')) { $params.journalRegion = ConvertTo-HvCbtSize $JournalRegionBytes }
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'tracking.enable' -Params $params -TargetObject $file
             if ($null -eq $r) { continue }
             ConvertTo-HvCbtChangeTracking -Status $r

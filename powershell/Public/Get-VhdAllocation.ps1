@@ -60,8 +60,8 @@ function Get-VhdAllocation {
     process {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             $params = @{ path = $file }
-            if ($PSBoundParameters.ContainsKey('Offset')) { $params.offset = if ($Offset -is [string]) { $Offset } else { [long]$Offset } }
-            if ($PSBoundParameters.ContainsKey('Length')) { $params.length = if ($Length -is [string]) { $Length } else { [long]$Length } }
+            if ($PSBoundParameters.ContainsKey('Offset')) { $params.offset = ConvertTo-HvCbtSize $Offset }
+            if ($PSBoundParameters.ContainsKey('Length')) { $params.length = ConvertTo-HvCbtSize $Length }
             if ($ResolveParent) { $params.resolve = $true }
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'vhd.map' -Params $params -TargetObject $file
             if ($null -eq $r) { continue }

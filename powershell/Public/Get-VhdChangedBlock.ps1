@@ -95,7 +95,7 @@ function Get-VhdChangedBlock {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             if ($SinceParent) {
                 $params = @{ disk = $file }
-                if ($PSBoundParameters.ContainsKey('GranularityBytes')) { $params.granularity = if ($GranularityBytes -is [string]) { $GranularityBytes } else { [long]$GranularityBytes } }
+                if ($PSBoundParameters.ContainsKey('GranularityBytes')) { $params.granularity = ConvertTo-HvCbtSize $GranularityBytes }
                 $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'tracking.differencing' -Params $params -TargetObject $file
                 if ($null -eq $r) { continue }
                 $r | Add-Member -NotePropertyName since -NotePropertyValue 'parent'

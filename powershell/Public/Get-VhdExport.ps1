@@ -40,16 +40,6 @@ function Get-VhdExport {
     foreach ($r in Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'nbd.list') {
         if ($Id -and -not ($Id | Where-Object { $r.id -like $_ })) { continue }
         if ($Path -and -not ($Path | Where-Object { $r.path -like $_ })) { continue }
-        [pscustomobject]@{
-                PSTypeName  = 'HvCbt.VhdExport'
-                Id          = $r.id
-                Uri         = $r.uri
-                Listen      = $r.listen
-                Name        = $r.name
-                Path        = $r.path
-                SizeBytes   = [long]$r.sizeBytes
-                ReadOnly    = [bool]$r.readOnly
-                Connections = [int]$r.connections
-            }
+        ConvertTo-HvCbtVhdExport -Export $r
     }
 }

@@ -47,14 +47,7 @@ function Get-VhdReferencePoint {
             $list = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'tracking.refpoint.list' -Params @{ disk = $file } -TargetObject $file
             foreach ($rp in $list) {
                 if ($Id -and -not ($Id | Where-Object { $rp.id -like $_ })) { continue }
-                [pscustomobject]@{
-                    PSTypeName = 'HvCbt.VhdReferencePoint'
-                    Path       = $file
-                    Id         = $rp.id
-                    Sequence   = [long]$rp.sequence
-                    CreatedAt  = [datetime]::Parse($rp.createdAt, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind)
-                    Checkpoint = $false
-                }
+                ConvertTo-HvCbtReferencePoint -Path $file -ReferencePoint $rp
             }
         }
     }

@@ -72,7 +72,7 @@ function Invoke-VhdContentScan {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             if (-not $NoSave -and -not $PSCmdlet.ShouldProcess($file, 'Scan the content and save its hash map')) { continue }
             $params = @{ disk = $file }
-            if ($PSBoundParameters.ContainsKey('BlockSizeBytes')) { $params.blockSize = if ($BlockSizeBytes -is [string]) { $BlockSizeBytes } else { [long]$BlockSizeBytes } }
+            if ($PSBoundParameters.ContainsKey('BlockSizeBytes')) { $params.blockSize = ConvertTo-HvCbtSize $BlockSizeBytes }
             if ($Algorithm) { $params.algorithm = $Algorithm.ToLowerInvariant() }
             if ($null -ne $ReferencePoint) { $params.refpoint = if ($ReferencePoint.PSObject.Properties['Id']) { [string]$ReferencePoint.Id } else { [string]$ReferencePoint } }
             if ($Verify) { $params.verify = $true }

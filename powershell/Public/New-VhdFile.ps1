@@ -109,8 +109,8 @@ function New-VhdFile {
 
     begin {
         $base = @{}
-        if ($PSBoundParameters.ContainsKey('SizeBytes')) { $base.size = if ($SizeBytes -is [string]) { $SizeBytes } else { [long]$SizeBytes } }
-        if ($PSBoundParameters.ContainsKey('BlockSizeBytes')) { $base.blockSize = if ($BlockSizeBytes -is [string]) { $BlockSizeBytes } else { [long]$BlockSizeBytes } }
+        if ($PSBoundParameters.ContainsKey('SizeBytes')) { $base.size = ConvertTo-HvCbtSize $SizeBytes }
+        if ($PSBoundParameters.ContainsKey('BlockSizeBytes')) { $base.blockSize = ConvertTo-HvCbtSize $BlockSizeBytes }
         if ($Format) { $base.format = $Format.ToLowerInvariant() }
         if ($LogicalSectorSizeBytes) { $base.logicalSectorSize = $LogicalSectorSizeBytes }
         $base.type = $PSCmdlet.ParameterSetName.ToLowerInvariant()

@@ -52,14 +52,7 @@ function New-VhdReferencePoint {
             if ($Checkpoint) { $params.checkpoint = $true }
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'tracking.refpoint.create' -Params $params -TargetObject $file
             if ($null -eq $r) { continue }
-            [pscustomobject]@{
-                PSTypeName = 'HvCbt.VhdReferencePoint'
-                Path       = $file
-                Id         = $r.id
-                Sequence   = [long]$r.sequence
-                CreatedAt  = [datetime]::Parse($r.createdAt, [cultureinfo]::InvariantCulture, [System.Globalization.DateTimeStyles]::RoundtripKind)
-                Checkpoint = [bool]$r.checkpoint
-            }
+            ConvertTo-HvCbtReferencePoint -Path $file -ReferencePoint $r
         }
     }
 }

@@ -69,8 +69,8 @@ function Read-VhdData {
         }
         $file = $files[0]
         $params = @{ path = $file }
-        if ($PSBoundParameters.ContainsKey('Offset')) { $params.offset = if ($Offset -is [string]) { $Offset } else { [long]$Offset } }
-        if ($PSBoundParameters.ContainsKey('Length')) { $params.length = if ($Length -is [string]) { $Length } else { [long]$Length } }
+        if ($PSBoundParameters.ContainsKey('Offset')) { $params.offset = ConvertTo-HvCbtSize $Offset }
+        if ($PSBoundParameters.ContainsKey('Length')) { $params.length = ConvertTo-HvCbtSize $Length }
         if ($DestinationPath) {
             $dest = @(Resolve-HvCbtPath -Path $DestinationPath -Cmdlet $PSCmdlet)
             if ($dest.Count -ne 1) { return }

@@ -47,7 +47,7 @@ function Reset-VhdChangeTracking {
         foreach ($file in Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet) {
             if (-not $PSCmdlet.ShouldProcess($file, 'Reset change tracking (all reference points are removed)')) { continue }
             $params = @{ disk = $file }
-            if ($PSBoundParameters.ContainsKey('GranularityBytes')) { $params.granularity = if ($GranularityBytes -is [string]) { $GranularityBytes } else { [long]$GranularityBytes } }
+            if ($PSBoundParameters.ContainsKey('GranularityBytes')) { $params.granularity = ConvertTo-HvCbtSize $GranularityBytes }
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'tracking.reset' -Params $params -TargetObject $file
             if ($null -eq $r) { continue }
             ConvertTo-HvCbtChangeTracking -Status $r

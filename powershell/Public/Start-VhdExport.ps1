@@ -74,17 +74,7 @@ function Start-VhdExport {
             if ($AllowRemote) { $params.allowRemote = $true }
             $r = Invoke-HvCbtEngine -Cmdlet $PSCmdlet -Method 'nbd.serve' -Params $params -TargetObject $file
             if ($null -eq $r) { continue }
-            [pscustomobject]@{
-                PSTypeName  = 'HvCbt.VhdExport'
-                Id          = $r.id
-                Uri         = $r.uri
-                Listen      = $r.listen
-                Name        = $r.name
-                Path        = $r.path
-                SizeBytes   = [long]$r.sizeBytes
-                ReadOnly    = [bool]$r.readOnly
-                Connections = [int]$r.connections
-            }
+            ConvertTo-HvCbtVhdExport -Export $r
         }
     }
 }

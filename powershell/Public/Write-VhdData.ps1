@@ -70,8 +70,8 @@ function Write-VhdData {
         $files = @(Resolve-HvCbtPath -Path $Path -Cmdlet $PSCmdlet)
         if ($files.Count -ne 1) { return }
         $file = $files[0]
-        $params = @{ path = $file; offset = if ($Offset -is [string]) { $Offset } else { [long]$Offset } }
-        if ($PSBoundParameters.ContainsKey('Length')) { $params.length = if ($Length -is [string]) { $Length } else { [long]$Length } }
+        $params = @{ path = $file; offset = ConvertTo-HvCbtSize $Offset }
+        if ($PSBoundParameters.ContainsKey('Length')) { $params.length = ConvertTo-HvCbtSize $Length }
         $size = if ($Value) { $Value.Length } else { $null }
         $what = if ($null -ne $size) { "Write $size bytes at offset $Offset" } else { "Write the bytes of $InputPath at offset $Offset" }
         if (-not $PSCmdlet.ShouldProcess($file, $what)) { return }
