@@ -9,9 +9,10 @@ import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 
-interface SeaApi {
+export interface SeaApi {
   isSea(): boolean
   getAsset(name: string): ArrayBuffer
+  getAsset(name: string, encoding: string): string
 }
 
 /** node:sea when running as a single executable, else null (also on Node < 20.12, which lacks the module). */

@@ -13,26 +13,12 @@
  * executable, with no $HVCBT_ETCD_PROTO_DIR, etcd3 is imported as is.
  */
 import fs from 'node:fs'
-import { createRequire } from 'node:module'
 import path from 'node:path'
+import { seaModule } from '../../platform/sea-asset.js'
 
 export const EtcdProtoFiles = ['rpc.proto', 'kv.proto', 'auth.proto'] as const
 /** SEA asset name of each proto file. */
 export const etcdProtoAsset = (file: string): string => `etcd3-proto/${file}`
-
-interface SeaApi {
-  isSea(): boolean
-  getAsset(name: string, encoding: string): string
-}
-
-function seaModule(): SeaApi | null {
-  try {
-    const sea = createRequire(import.meta.url)('node:sea') as SeaApi
-    return sea.isSea() ? sea : null
-  } catch {
-    return null // Node < 20.12, or not a single executable
-  }
-}
 
 /** Where the proto texts come from when etcd3's own folder is missing, or null to leave etcd3 alone. */
 export function protoSource(env = process.env, sea = seaModule()): ((file: string) => string) | null {
