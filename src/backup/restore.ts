@@ -16,11 +16,12 @@
 import fsp from 'node:fs/promises'
 import { AppErrorCode, EngineError } from '../engine/errors.js'
 import { openDisk } from '../formats/open.js'
+import { probeFormat } from '../formats/inspect.js'
 import type { DiskFormat } from '../formats/disk-info.js'
 import type { VirtualDisk } from '../formats/virtual-disk.js'
 import { createVhd } from '../formats/vhd/vhd-create.js'
 import { createVhdx } from '../formats/vhdx/index.js'
-import { TrackedDisk } from '../tracking/tracked-disk.js'
+import { openDiskForWrite } from '../tracking/open-for-write.js'
 import { sha256HexAsync } from './chunk-codec.js'
 import { chunkHashAt, type Manifest } from './manifest.js'
 import { Repository } from './repository.js'
@@ -116,18 +117,15 @@ async function restoreInPlace(o: RestoreOptions, repo: Repository, m: Manifest, 
     throw new EngineError(`${o.output} is exported for writing by this engine: stop the export before rolling it back ` +
       '(a rollback under a running client would corrupt what it sees)', 'ResourceBusy')
   }
-  const inner = await openDisk(o.output)
-  let disk: VirtualDisk = inner
+  // through tracking when the disk is tracked, so the rollback's writes are recorded and tracking stays trusted
+  const disk = await openDiskForWrite(o.output)
   try {
-    if (inner.size !== m.disk.virtualSizeBytes) {
-      throw new EngineError(`${o.output} has ${inner.size} bytes; backup ${m.id} has ${m.disk.virtualSizeBytes}: in-place rollback needs the same size`, 'InvalidArgument')
+    if (disk.size !== m.disk.virtualSizeBytes) {
+      throw new EngineError(`${o.output} has ${disk.size} bytes; backup ${m.id} has ${m.disk.virtualSizeBytes}: in-place rollback needs the same size`, 'InvalidArgument')
     }
-    const tracked = await fsp.access(`${o.output}.hvcbt`).then(() => true, () => false)
-    if (tracked) disk = await TrackedDisk.attach(o.output, inner)
     const r = await writeChunks(o, repo, m, list, disk, disk)
     await disk.flush()
-    const fmt = (await import('../formats/inspect.js')).probeFormat
-    return { id: m.id, output: o.output, format: await fmt(o.output), type: 'dynamic', inPlace: true, virtualSizeBytes: inner.size, ...r, durationMs: Date.now() - t0, diskId: null }
+    return { id: m.id, output: o.output, format: await probeFormat(o.output), type: 'dynamic', inPlace: true, virtualSizeBytes: disk.size, ...r, durationMs: Date.now() - t0, diskId: null }
   } finally {
     await disk.close()
   }

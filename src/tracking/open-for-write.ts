@@ -1,13 +1,13 @@
 /**
  * How the engine opens a disk it is about to change. When change tracking is enabled on the disk, every write goes
  * through the tracking layer, so the engine's own writes (`hvcbt vhd write`, restores in place) are recorded and
- * tracking stays trusted; without tracking this is a plain read-write open. Lives in engine/ because it joins two
- * domains (formats and tracking) that know nothing of each other.
+ * tracking stays trusted; without tracking this is a plain read-write open. Every engine path that writes an
+ * existing disk (vhd write, in-place restore) opens it here.
  */
-import { EngineError } from './errors.js'
+import { EngineError } from '../engine/errors.js'
 import { openDisk } from '../formats/open.js'
 import type { VirtualDisk } from '../formats/virtual-disk.js'
-import { TrackedDisk } from '../tracking/tracked-disk.js'
+import { TrackedDisk } from './tracked-disk.js'
 
 export async function openDiskForWrite(path: string): Promise<VirtualDisk> {
   const disk = await openDisk(path, { readOnly: false })

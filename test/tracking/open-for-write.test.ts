@@ -1,4 +1,4 @@
-// The engine's own writes to a tracked disk are tracked: `hvcbt vhd write` keeps tracking trusted and exact.
+// The engine's own writes to a tracked disk are tracked (src/tracking/open-for-write.ts): `hvcbt vhd write` keeps tracking trusted and exact.
 import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
