@@ -18,7 +18,6 @@
 import { createHash } from 'node:crypto'
 import fsp from 'node:fs/promises'
 import { realpath } from 'node:fs/promises'
-import { EngineError } from '../engine/errors.js'
 import { describeChain, openDisk, resolvedExtents } from '../formats/open.js'
 import { inspectDisk } from '../formats/inspect.js'
 import type { VirtualDisk } from '../formats/virtual-disk.js'
@@ -329,7 +328,3 @@ function zeroOf(len: number): Buffer {
   return zeroBuf.subarray(0, len)
 }
 
-export function assertMode(m: string): RequestedMode {
-  if (m === 'auto' || m === 'full' || m === 'incremental' || m === 'differential') return m
-  throw new EngineError(`--mode ${m} is not auto, full, incremental or differential`, 'InvalidArgument')
-}

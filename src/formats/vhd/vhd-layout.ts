@@ -274,11 +274,6 @@ export function uuidText(b: Uint8Array): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`
 }
 
-export function uuidEqual(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false
-  return true
-}
-
 /** Bytes of sector bitmap in front of each block: one bit per sector, padded to whole sectors. */
 export function bitmapBytesFor(blockSize: number): number {
   return Math.ceil(blockSize / SECTOR / 8 / SECTOR) * SECTOR

@@ -10,7 +10,7 @@
 import {
   type BatGeometry, LOG_SECTOR_SIZE, MiB, PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_NOT_PRESENT, PAYLOAD_BLOCK_PARTIALLY_PRESENT,
   PAYLOAD_BLOCK_UNDEFINED, PAYLOAD_BLOCK_UNMAPPED, PAYLOAD_BLOCK_UNMAPPED_V095, PAYLOAD_BLOCK_ZERO, SB_BLOCK_NOT_PRESENT,
-  SB_BLOCK_PRESENT, batEncode, batFileOffsetMB, bitmapBatIndex, payloadBatIndex,
+  SB_BLOCK_PRESENT, batEncode, batFileOffsetMB, batReserved, batState, bitmapBatIndex, payloadBatIndex,
 } from './vhdx-layout.js'
 
 export interface BatEntryProblem {
@@ -44,7 +44,7 @@ export class Bat {
   }
 
   state(index: number): number {
-    return this.words[index * 2]! & 7
+    return batState(this.words[index * 2]!)
   }
 
   /** File offset in bytes of the block an entry points to (0 when FileOffsetMB is 0). */
@@ -99,9 +99,10 @@ export class Bat {
     const { chunkRatio, payloadBlocks, totalBatEntries } = this.geometry
     for (let i = 0; i < totalBatEntries; i++) {
       const lo = this.words[i * 2]!
-      const state = lo & 7
+      const state = batState(lo)
       const off = this.offset(i)
-      if ((lo >>> 3) & 0x1ffff) add(i, `reserved bits 3-19 are set (0x${((lo >>> 3) & 0x1ffff).toString(16)})`)
+      const reservedBits = batReserved(lo)
+      if (reservedBits) add(i, `reserved bits 3-19 are set (0x${reservedBits.toString(16)})`)
       const bitmap = this.isBitmapIndex(i)
       const len = bitmap ? MiB : blockSize
       if (bitmap) {

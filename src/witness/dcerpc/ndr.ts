@@ -84,15 +84,6 @@ export const u16 = scalar<number>(2, (w, v) => w.u16(v), r => r.u16())
 export const u32 = scalar<number>(4, (w, v) => w.u32(v), r => r.u32())
 export const u64 = scalar<bigint>(8, (w, v) => w.u64(v), r => r.u64())
 
-/** An enumeration carried as u16/u32: the value must be one of `values`, else the decoder rejects it. */
-export function enum32<E extends number>(values: readonly E[]): NdrType<E> {
-  return scalar<E>(4, (w, v) => w.u32(v), r => {
-    const v = r.u32() as E
-    if (!values.includes(v)) throw new ProtocolError('NDR', `enum value ${v} not one of ${values.join(', ')}`)
-    return v
-  })
-}
-
 /** GUID: u32, u16, u16, 8 bytes; 4-aligned; text form in memory. */
 export const guid = scalar<string>(4, (w, v) => w.bytes(guidToBytes(v)), r => guidFromBytes(r.bytes(16, 'GUID')))
 

@@ -57,10 +57,6 @@ export function addUser(path: string, name: string, password: string): boolean {
   return existed
 }
 
-export function listUsers(path: string): string[] {
-  return readStore(path).users.map(u => u.name)
-}
-
 /** A lookup that follows changes to the file. */
 export class CredentialStore {
   private mtimeMs = -1
