@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Backup benchmark: node bench/backup-incremental.mjs [--size-gib 8] [--change-pct 1] [--write-kib 64]
-//                   [--chunk-kib 1024] [--keep]
+//                   [--chunk-kib 64] [--keep]
 //  1. A raw disk of the given size, fully allocated with half-compressible data (per MiB: 512 KiB random, 512 KiB
 //     text), change tracking enabled.
 //  2. Full backup (timed).
@@ -30,7 +30,7 @@ const arg = (name, dflt) => {
 const sizeGiB = Number(arg('size-gib', 8))
 const changePct = Number(arg('change-pct', 1))
 const writeKiB = Number(arg('write-kib', 64))
-const chunkKiB = Number(arg('chunk-kib', 1024))
+const chunkKiB = Number(arg('chunk-kib', 64))
 const keep = process.argv.includes('--keep')
 const MiB = 1024 * 1024
 const size = Math.round(sizeGiB * 1024) * MiB

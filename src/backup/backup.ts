@@ -9,7 +9,7 @@
  *    answers first (a chunk with no data is a zero chunk, never read); the rest is read, hashed, and stored when the
  *    repository lacks that hash. Chunks outside the change set inherit the base's hash, so the manifest is
  *    complete. Up to `concurrency` chunks are in flight (read, hash, compress, write overlap).
- * 4. Commit: chunk files durable, then chunk list, then the manifest JSON. Then drop the tracking reference points
+ * 4. Commit: packs durable and indexed, then chunk list, then the manifest JSON. Then drop the tracking reference points
  *    that only older backups of this repository used (keeping the last full's for differentials).
  *
  * Reads are counted at the source (bytesRead) and writes at the repository (bytesWritten), so tests and users see
@@ -40,6 +40,8 @@ export interface BackupOptions {
   mode?: RequestedMode
   /** Chunk size of a new repository (existing ones keep theirs). */
   chunkSizeBytes?: number
+  /** Pack file size of a new repository. */
+  packSizeBytes?: number
   /** Chunks in flight at once (default 4). */
   concurrency?: number
   breakLock?: boolean
@@ -95,8 +97,10 @@ export async function describeDisk(path: string, disk: VirtualDisk): Promise<Dis
 export async function createBackup(o: BackupOptions): Promise<BackupResult> {
   const t0 = Date.now()
   const log = o.log ?? (() => {})
-  const repo = await Repository.open(o.repoDir, { create: true, chunkSizeBytes: o.chunkSizeBytes })
-  const lock = await repo.lock('backup create', { breakLock: o.breakLock })
+  const repo = await Repository.open(o.repoDir, {
+    create: true, chunkSizeBytes: o.chunkSizeBytes, packSizeBytes: o.packSizeBytes, warn: m => log('warning', m),
+  })
+  const lock = await repo.lock('backup create', { breakLock: o.breakLock }).catch(async err => { await repo.close(); throw err })
   if (lock.tookOverStale) log('warning', `took over a stale repository lock of process ${lock.tookOverStale.pid} on ${lock.tookOverStale.host} (${lock.tookOverStale.purpose})`)
   try {
     await repo.removeTemporaries()
@@ -110,6 +114,7 @@ export async function createBackup(o: BackupOptions): Promise<BackupResult> {
       await disk.close()
     }
   } finally {
+    await repo.close()
     await lock.release()
   }
 }
@@ -167,7 +172,6 @@ async function runBackup(o: BackupOptions, repo: Repository, path: string, disk:
   changes.reasons.unshift(...reasonsPre)
   try {
     const baseList = base ? await repo.readChunkList(base) : null
-    for (const m of manifests) repo.trustChunks(m === base && baseList ? baseList : await repo.readChunkList(m).catch(() => Buffer.alloc(0)))
     phase('changes')
     const { list, stats, changedBytes, imageSha256 } = await examine(o, repo, disk, chunkCount, changes.ranges, baseList)
     phase('copy')
@@ -265,7 +269,8 @@ async function examine(o: BackupOptions, repo: Repository, disk: VirtualDisk, co
   const total = changedBytes
   let done = 0
   const concurrency = Math.max(1, o.concurrency ?? 4)
-  const WINDOW = concurrency * 2
+  // chunks between two in-order points (the image hash): at least 4 MiB, so small chunks keep every worker busy
+  const WINDOW = Math.max(concurrency * 2, Math.ceil(4 * 1024 * 1024 / chunk))
   for (let w = 0; w < todo.length; w += WINDOW) {
     stopped(o.signal)
     const batch = todo.slice(w, w + WINDOW)

@@ -6,15 +6,17 @@
  * (keep-daily, UTC days); the newest of each of the last N ISO weeks with backups (keep-weekly). Every backup is
  * complete (no chain), so removing any backup never breaks another.
  *
- * Garbage collection: after the manifests go, chunks no remaining manifest references are deleted. Safety against
- * a concurrent backup: prune holds the repository's writer lock for its whole run, so no backup of this repository
+ * Garbage collection: after the manifests go, chunks no remaining manifest references are deleted: packs holding
+ * only such chunks are removed, packs at least 20 % unreferenced are rewritten (pack-store.ts). Safety against a
+ * concurrent backup: prune holds the repository's writer lock for its whole run, so no backup of this repository
  * runs meanwhile (a backup also holds it from start to commit). As a second guard, for writers that cannot see
- * the lock (a host that broke it), chunks modified within `graceMinutes` (default 60) of the start of the prune are
- * kept even when unreferenced: an in-progress backup's chunks are always that recent. Interrupted backups' chunks
- * older than that are collected.
+ * the lock (a host that broke it), packs modified within `graceMinutes` (default 60) of the start of the prune are
+ * left alone: an in-progress backup's packs are always that recent. Interrupted backups' packs older than that are
+ * collected.
  */
 import { AppErrorCode, EngineError } from '../engine/errors.js'
-import { chunkHashAt, type Manifest } from './manifest.js'
+import type { Manifest } from './manifest.js'
+import type { GcResult } from './pack-store.js'
 import { Repository } from './repository.js'
 
 export interface ListedBackup {
@@ -57,13 +59,9 @@ export interface PruneOptions {
   log?(level: 'warning' | 'info' | 'verbose', message: string): void
 }
 
-export interface PruneResult {
+export interface PruneResult extends GcResult {
   kept: string[]
   removed: string[]
-  chunksRemoved: number
-  bytesFreed: number
-  /** Unreferenced chunks kept because they are younger than the grace period. */
-  chunksKeptInGrace: number
   dryRun: boolean
 }
 
@@ -118,40 +116,24 @@ export async function pruneRepository(o: PruneOptions): Promise<PruneResult> {
     for (const ms of byDisk.values()) for (const id of retained(ms, o)) keep.add(id)
     const removed = manifests.filter(m => !keep.has(m.id)).map(m => m.id)
     const remaining = manifests.filter(m => keep.has(m.id))
-    const referenced = new Set<string>()
+    const lists: Buffer[] = []
     for (const m of remaining) {
-      let list: Buffer
       try {
-        list = await repo.readChunkList(m)
+        lists.push(await repo.readChunkList(m))
       } catch (err) {
         // A kept backup's chunks are unknown: collecting garbage now could delete chunks it needs.
         throw new EngineError(`prune refused: the chunk list of backup ${m.id}, which is kept, cannot be read ` +
           `(${(err as Error).message}); nothing was removed`, 'InvalidData', AppErrorCode.InvalidData, { id: m.id })
       }
-      for (let i = 0; i < m.chunkCount; i++) {
-        const h = chunkHashAt(list, i)
-        if (h) referenced.add(h)
-      }
     }
     if (!o.dryRun) for (const id of removed) await repo.removeManifest(id)
     const graceMs = (o.graceMinutes ?? 60) * 60_000
-    let chunksRemoved = 0
-    let bytesFreed = 0
-    let chunksKeptInGrace = 0
-    for (const c of await repo.listChunks()) {
-      if (referenced.has(c.hash)) continue
-      if (start - c.mtimeMs < graceMs) { chunksKeptInGrace++; continue }
-      if (!o.dryRun) await repo.removeChunk(c.hash)
-      chunksRemoved++
-      bytesFreed += c.sizeBytes
-    }
-    if (!o.dryRun) {
-      await repo.syncChunks()
-      await repo.removeTemporaries(graceMs)
-    }
+    const gc = await repo.collectGarbage(lists, start - graceMs, !!o.dryRun)
+    if (!o.dryRun) await repo.removeTemporaries(graceMs)
     for (const id of removed) o.log?.('verbose', `${o.dryRun ? 'would remove' : 'removed'} backup ${id}`)
-    return { kept: remaining.map(m => m.id), removed, chunksRemoved, bytesFreed, chunksKeptInGrace, dryRun: !!o.dryRun }
+    return { kept: remaining.map(m => m.id), removed, ...gc, dryRun: !!o.dryRun }
   } finally {
+    await repo.close()
     await lock.release()
   }
 }

@@ -1,61 +1,82 @@
 /**
  * A backup repository: a directory, local or on a mounted share.
  *
- *   hvcbt-repository.json   format name + version + chunk size (written once, at init)
+ *   hvcbt-repository.json   format name + version + chunk and pack sizes (written once, at init)
  *   lock                    writer lock (repository-lock.ts)
- *   chunks/ab/abcdef...     content-addressed chunks, named by the SHA-256 of the uncompressed content, fanned out
- *                           by the first two hex digits (256 directories keep each directory small)
+ *   packs/<id>.pack, .idx   content-addressed chunks, named by the SHA-256 of the uncompressed content, many per
+ *                           pack file, each pack with its index (pack-store.ts)
  *   manifests/<id>.json     one per backup, the commit point (manifest.ts)
  *   manifests/<id>.chunks   its chunk list
  *
- * Atomicity: every file is written to a temporary name and renamed into place. Chunk files are fsynced in one
- * parallel batch (then their directories) just before the manifest that references them is committed, which is
- * written with temp + fsync + rename + fsync dir: a manifest never names a chunk that is not durable. A backup
- * killed midway leaves whole chunks without a manifest (and maybe `*.tmp` files, removed on the next write):
- * harmless, reused by the next backup after a read-and-hash check (a power loss may have torn an unsynced one),
- * and removed by prune's garbage collection. Chunks of committed manifests are trusted without re-reading.
+ * Atomicity: packs are written under temporary names, fsynced, renamed, and only then indexed; the chunk list and
+ * manifest of a backup are written with temp + fsync + rename + fsync dir after every pack it filled is durable
+ * and indexed: a manifest never names a chunk that is not durable. A backup killed midway leaves indexed packs
+ * without a manifest (reused by the next backup, removed by prune's garbage collection when nothing uses them)
+ * and `*.tmp` files, removed by the next writer.
  */
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
 import { fsyncDir, writeFileAtomic } from '../tracking/atomic-file.js'
 import { decodeChunkAsync, encodeChunk, sha256HexAsync, type CodecName } from './chunk-codec.js'
 import { acquireLock, type RepositoryLock } from './repository-lock.js'
-import { BACKUP_ID_PATTERN, chunkListPath, manifestPath, parseManifest, readChunkList, type Manifest } from './manifest.js'
+import { BACKUP_ID_PATTERN, HASH_BYTES, chunkListPath, manifestPath, parseManifest, readChunkList, type Manifest } from './manifest.js'
+import { MAX_PACK_TARGET_BYTES, PackStore, type GcResult } from './pack-store.js'
 
 export const REPOSITORY_FILE = 'hvcbt-repository.json'
-export const REPOSITORY_VERSION = 1
+/** 2: chunks in pack files. 1 (loose chunk files) was written only by development builds. */
+export const REPOSITORY_VERSION = 2
 /**
- * Default chunk size: 1 MiB = 16 tracking granules of 64 KiB. Smaller chunks store less per scattered 4 KiB write
- * but cost a file, a hash-list entry and a fsync-able rename each; at 1 MiB a 100 GiB disk is 102,400 chunks
- * (a 3.2 MiB chunk list), a chunk file is large enough for sequential-speed I/O and LZ4 to find matches, and a
- * single scattered guest write stores at most 1 MiB. Proxmox uses 4 MiB; we favour smaller incrementals.
+ * Default chunk size: 64 KiB, the tracking granule. An incremental then reads and stores exactly the granules the
+ * guest changed: a scattered 4-64 KiB write costs 64 KiB, not a whole larger chunk (1 MiB chunks stored 15x the
+ * changed bytes for 1 % of scattered 64 KiB writes). Packs keep the file count low; the cost is the chunk list,
+ * 32 bytes per chunk (a 100 GiB disk: 51 MiB per backup, 0.05 % of the disk).
  */
-export const DEFAULT_CHUNK_SIZE_BYTES = 1024 * 1024
+export const DEFAULT_CHUNK_SIZE_BYTES = 64 * 1024
+/** Default pack size: large enough for sequential I/O and few files (about 3,000 per 100 GiB stored). */
+export const DEFAULT_PACK_SIZE_BYTES = 32 * 1024 * 1024
 
 export interface RepositoryConfig {
   format: 'hvcbt-backup-repository'
   version: number
   chunkSizeBytes: number
+  packSizeBytes: number
   createdAt: string
 }
 
-export class Repository {
-  readonly chunksDir: string
-  readonly manifestsDir: string
-  /** Fan-out directories written to since the last syncChunks(). */
-  private touchedDirs = new Set<string>()
+export interface RepositoryOpenOptions {
+  /** Make the repository when the directory is missing or empty. */
+  create?: boolean
+  chunkSizeBytes?: number
+  packSizeBytes?: number
+  /** Told about packs that had to be scanned (their index missing or damaged). */
+  warn?(message: string): void
+}
 
-  private constructor(readonly dir: string, readonly config: RepositoryConfig) {
-    this.chunksDir = path.join(dir, 'chunks')
+export class Repository {
+  readonly packsDir: string
+  readonly manifestsDir: string
+  private readonly store: PackStore
+
+  private constructor(readonly dir: string, readonly config: RepositoryConfig, warn?: (message: string) => void) {
+    this.packsDir = path.join(dir, 'packs')
     this.manifestsDir = path.join(dir, 'manifests')
+    this.store = new PackStore(this.packsDir, config.packSizeBytes, warn)
   }
 
   get chunkSizeBytes(): number { return this.config.chunkSizeBytes }
 
+  /**
+   * The chunk index, loaded on the first chunk operation (listing or reading manifests does not need it).
+   * Chunk methods await it; it stays loaded, and a lookup that misses reloads new packs only.
+   */
+  private indexed: Promise<void> | null = null
+  private loaded(): Promise<void> {
+    return this.indexed ??= this.store.load()
+  }
+
   /** Open the repository at `dir`; with `create`, make it when the directory is missing or empty. */
-  static async open(dir: string, options: { create?: boolean; chunkSizeBytes?: number } = {}): Promise<Repository> {
+  static async open(dir: string, options: RepositoryOpenOptions = {}): Promise<Repository> {
     const file = path.join(dir, REPOSITORY_FILE)
     let text: string | null = null
     try {
@@ -67,7 +88,7 @@ export class Repository {
       if (!options.create) {
         throw new EngineError(`${dir} is not a backup repository (no ${REPOSITORY_FILE})`, 'ObjectNotFound', AppErrorCode.NotFound, { repo: dir })
       }
-      return Repository.init(dir, options.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES)
+      return Repository.init(dir, options)
     }
     let config: RepositoryConfig
     try {
@@ -76,173 +97,123 @@ export class Repository {
       throw new FormatError(file, 'repository file', null, `not JSON: ${(err as Error).message}`)
     }
     if (config.format !== 'hvcbt-backup-repository') throw new FormatError(file, 'repository file', null, 'not an hvcbt backup repository')
+    if (config.version === 1) {
+      throw new FormatError(file, 'repository file', null, 'repository format version 1 (loose chunk files, written by development builds ' +
+        `before pack files); this engine reads version ${REPOSITORY_VERSION}: back up into a new repository`)
+    }
     if (config.version !== REPOSITORY_VERSION) {
       throw new FormatError(file, 'repository file', null, `repository format version ${config.version}; this engine reads version ${REPOSITORY_VERSION}`)
     }
     if (!Number.isSafeInteger(config.chunkSizeBytes) || config.chunkSizeBytes < 4096 || config.chunkSizeBytes > 64 * 1024 * 1024) {
       throw new FormatError(file, 'repository file', null, `bad chunkSizeBytes ${config.chunkSizeBytes}`)
     }
-    return new Repository(dir, config)
+    if (!Number.isSafeInteger(config.packSizeBytes) || config.packSizeBytes < 64 * 1024 || config.packSizeBytes > MAX_PACK_TARGET_BYTES) {
+      throw new FormatError(file, 'repository file', null, `bad packSizeBytes ${config.packSizeBytes}`)
+    }
+    return new Repository(dir, config, options.warn)
   }
 
-  private static async init(dir: string, chunkSizeBytes: number): Promise<Repository> {
+  private static async init(dir: string, options: RepositoryOpenOptions): Promise<Repository> {
+    const chunkSizeBytes = options.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES
+    const packSizeBytes = options.packSizeBytes ?? DEFAULT_PACK_SIZE_BYTES
     if (!Number.isSafeInteger(chunkSizeBytes) || chunkSizeBytes < 64 * 1024 || chunkSizeBytes > 64 * 1024 * 1024 ||
       chunkSizeBytes % (64 * 1024) !== 0) {
       throw new EngineError(`chunk size ${chunkSizeBytes} must be a multiple of 64 KiB (the tracking granularity) up to 64 MiB`, 'InvalidArgument')
+    }
+    if (!Number.isSafeInteger(packSizeBytes) || packSizeBytes < 64 * 1024 || packSizeBytes > MAX_PACK_TARGET_BYTES) {
+      throw new EngineError(`pack size ${packSizeBytes} must be between 64 KiB and 1 GiB`, 'InvalidArgument')
     }
     await fsp.mkdir(dir, { recursive: true })
     const existing = (await fsp.readdir(dir)).filter(n => n !== 'lock')
     if (existing.length > 0) {
       throw new EngineError(`${dir} is not empty and is not a backup repository (no ${REPOSITORY_FILE})`, 'InvalidArgument')
     }
-    await fsp.mkdir(path.join(dir, 'chunks'), { recursive: true })
+    await fsp.mkdir(path.join(dir, 'packs'), { recursive: true })
     await fsp.mkdir(path.join(dir, 'manifests'), { recursive: true })
     const config: RepositoryConfig = {
-      format: 'hvcbt-backup-repository', version: REPOSITORY_VERSION, chunkSizeBytes, createdAt: new Date().toISOString(),
+      format: 'hvcbt-backup-repository', version: REPOSITORY_VERSION, chunkSizeBytes, packSizeBytes, createdAt: new Date().toISOString(),
     }
     await fsyncDir(dir)
     await writeFileAtomic(path.join(dir, REPOSITORY_FILE), JSON.stringify(config, null, 2) + '\n')
-    return new Repository(dir, config)
+    return new Repository(dir, config, options.warn)
   }
 
   lock(purpose: string, options: { breakLock?: boolean } = {}): Promise<RepositoryLock> {
     return acquireLock(this.dir, purpose, options)
   }
 
+  /** Close pack handles; an unfinished pack of a failed backup is dropped. */
+  close(): Promise<void> {
+    return this.store.close()
+  }
+
   // ------------------------------------------------------------------ chunks
 
-  chunkPath(hash: string): string {
-    return path.join(this.chunksDir, hash.slice(0, 2), hash)
-  }
-
-  async hasChunk(hash: string): Promise<boolean> {
-    try {
-      await fsp.access(this.chunkPath(hash))
-      return true
-    } catch {
-      return false
-    }
-  }
-
   /**
-   * Hashes whose chunk files are known durable and intact: referenced by a committed manifest (chunks are synced
-   * before a manifest commits) or checked in this run. Other files found under a hash (left by an interrupted
-   * backup, possibly torn by a power loss before their sync) are read and checked before reuse.
-   */
-  private trusted = new Set<string>()
-
-  /** Declare the chunks of committed manifests trusted (the backup does this with every chunk list it loads). */
-  trustChunks(list: Buffer): void {
-    for (let i = 0; i < list.length; i += 32) {
-      const h = list.subarray(i, i + 32)
-      if (h.some(b => b !== 0)) this.trusted.add(h.toString('hex'))
-    }
-  }
-
-  /**
-   * Store `data` under `hash` (the caller hashed it) unless an intact copy is present. Returns the bytes written
-   * (0 if present). The file is written and renamed into place; its data and directory are made durable in one
-   * batch by syncChunks(), before the manifest that references it is committed.
+   * Store `data` under `hash` (the caller hashed it) unless the repository has it. Returns the bytes written
+   * (0 if present). Durable and indexed after syncChunks(), before the manifest that references it is committed.
    */
   async putChunk(hash: string, data: Uint8Array, codec?: CodecName): Promise<number> {
-    const file = this.chunkPath(hash)
-    if (this.trusted.has(hash)) return 0
-    if (await this.hasChunk(hash)) {
-      const intact = await this.getChunk(hash).then(() => true, () => false)
-      if (intact) {
-        this.trusted.add(hash)
-        this.unsynced.add(file) // its sync may never have happened (the writer was killed): do it with ours
-        return 0
-      }
-    }
-    const dir = path.dirname(file)
-    await fsp.mkdir(dir, { recursive: true })
-    const bytes = encodeChunk(data, codec)
-    const tmp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`
-    await fsp.writeFile(tmp, bytes)
-    await fsp.rename(tmp, file)
-    this.trusted.add(hash)
-    this.unsynced.add(file)
-    this.touchedDirs.add(dir)
-    return bytes.length
+    await this.loaded()
+    const h = Buffer.from(hash, 'hex')
+    if (this.store.has(h)) return 0
+    return this.store.put(h, encodeChunk(data, codec))
   }
 
-  /** Chunk files written (or reused unsynced) since the last syncChunks(). */
-  private unsynced = new Set<string>()
+  /** Make every chunk stored so far durable and indexed. */
+  syncChunks(): Promise<void> {
+    return this.store.flush()
+  }
 
-  /** Make every chunk stored so far durable: fsync the files (8 at a time), then their directories, then chunks/. */
-  async syncChunks(): Promise<void> {
-    const files = [...this.unsynced]
-    let next = 0
-    const worker = async (): Promise<void> => {
-      for (let k = next++; k < files.length; k = next++) {
-        const h = await fsp.open(files[k]!, 'r')
-        try { await h.sync() } finally { await h.close() }
-      }
-    }
-    await Promise.all(Array.from({ length: 8 }, worker))
-    this.unsynced.clear()
-    for (const d of this.touchedDirs) await fsyncDir(d)
-    if (this.touchedDirs.size) await fsyncDir(this.chunksDir)
-    this.touchedDirs.clear()
+  /** Where a chunk is stored (pack file, record offset and length), or null. */
+  async locateChunk(hash: string): Promise<{ file: string; offset: number; length: number } | null> {
+    await this.loaded()
+    return this.store.locate(Buffer.from(hash, 'hex'))
   }
 
   /** Read, decode and check a chunk. Throws ObjectNotFound when missing, FormatError when damaged. */
   async getChunk(hash: string): Promise<Buffer> {
-    const file = this.chunkPath(hash)
-    let bytes: Buffer
-    try {
-      bytes = await fsp.readFile(file)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new EngineError(`chunk ${hash} is missing from ${this.dir}`, 'ObjectNotFound', AppErrorCode.NotFound, { hash })
-      }
-      throw err
+    await this.loaded()
+    const h = Buffer.from(hash, 'hex')
+    let found = await this.store.read(h)
+    if (!found) {
+      await this.store.load() // packs another process added since we opened
+      found = await this.store.read(h)
     }
-    const data = await decodeChunkAsync(bytes, file)
+    if (!found) throw new EngineError(`chunk ${hash} is missing from ${this.dir}`, 'ObjectNotFound', AppErrorCode.NotFound, { hash })
+    const data = await decodeChunkAsync(found.chunk, found.where)
     const actual = await sha256HexAsync(data)
-    if (actual !== hash) throw new FormatError(file, 'chunk content', null, `SHA-256 is ${actual}, expected ${hash}`)
+    if (actual !== hash) throw new FormatError(found.where, 'chunk content', null, `SHA-256 is ${actual}, expected ${hash}`)
     return data
   }
 
-  /** Every stored chunk (hash, file mtime); temporaries are skipped. */
-  async listChunks(): Promise<{ hash: string; mtimeMs: number; sizeBytes: number }[]> {
-    const out: { hash: string; mtimeMs: number; sizeBytes: number }[] = []
-    let fans: string[]
-    try {
-      fans = await fsp.readdir(this.chunksDir)
-    } catch {
-      return out
-    }
-    for (const fan of fans) {
-      if (!/^[0-9a-f]{2}$/.test(fan)) continue
-      for (const name of await fsp.readdir(path.join(this.chunksDir, fan))) {
-        if (!/^[0-9a-f]{64}$/.test(name)) continue
-        const st = await fsp.stat(path.join(this.chunksDir, fan, name)).catch(() => null)
-        if (st) out.push({ hash: name, mtimeMs: st.mtimeMs, sizeBytes: st.size })
+  /**
+   * Garbage collection: chunks none of `lists` (the chunk lists of every backup kept) references are removed, by
+   * removing or rewriting the packs that hold them (pack-store.ts); packs modified after `graceCutoffMs` stay.
+   */
+  async collectGarbage(lists: Iterable<Buffer>, graceCutoffMs: number, dryRun: boolean): Promise<GcResult> {
+    await this.loaded()
+    const index = this.store.index
+    const live = new Uint8Array(index.count)
+    for (const list of lists) {
+      for (let o = 0; o < list.length; o += HASH_BYTES) {
+        const e = index.find(list, o)
+        if (e >= 0) live[e] = 1
       }
     }
-    return out
+    return this.store.collectGarbage(live, graceCutoffMs, dryRun)
   }
 
-  async removeChunk(hash: string): Promise<void> {
-    await fsp.rm(this.chunkPath(hash), { force: true })
-    this.touchedDirs.add(path.dirname(this.chunkPath(hash)))
-  }
-
-  /** Remove `*.tmp` files older than `olderThanMs` left in chunks/ and manifests/ by killed writers. */
+  /** Remove `*.tmp` files older than `olderThanMs` left in packs/ and manifests/ by killed writers. */
   async removeTemporaries(olderThanMs = 0): Promise<number> {
     let n = 0
-    const dirs = [this.manifestsDir]
-    for (const fan of await fsp.readdir(this.chunksDir).catch(() => [] as string[])) dirs.push(path.join(this.chunksDir, fan))
-    for (const d of dirs) {
+    for (const d of [this.manifestsDir, this.packsDir]) {
       for (const name of await fsp.readdir(d).catch(() => [] as string[])) {
         if (!name.endsWith('.tmp')) continue
         const st = await fsp.stat(path.join(d, name)).catch(() => null)
-        if (st && Date.now() - st.mtimeMs >= olderThanMs) {
-          await fsp.rm(path.join(d, name), { force: true })
-          n++
-        }
+        if (!st || (olderThanMs > 0 && Date.now() - st.mtimeMs < olderThanMs)) continue
+        await fsp.rm(path.join(d, name), { force: true })
+        n++
       }
     }
     return n

@@ -63,9 +63,13 @@ export interface RestoreResult {
 export async function restoreBackup(o: RestoreOptions): Promise<RestoreResult> {
   const t0 = Date.now()
   const repo = await Repository.open(o.repoDir)
-  const m = await repo.readManifest(o.id)
-  const list = await repo.readChunkList(m)
-  return o.inPlace ? restoreInPlace(o, repo, m, list, t0) : restoreNew(o, repo, m, list, t0)
+  try {
+    const m = await repo.readManifest(o.id)
+    const list = await repo.readChunkList(m)
+    return await (o.inPlace ? restoreInPlace(o, repo, m, list, t0) : restoreNew(o, repo, m, list, t0))
+  } finally {
+    await repo.close()
+  }
 }
 
 async function restoreNew(o: RestoreOptions, repo: Repository, m: Manifest, list: Buffer, t0: number): Promise<RestoreResult> {

@@ -57,41 +57,45 @@ export interface VerifyResult {
 export async function verifyRepository(o: VerifyOptions): Promise<VerifyResult> {
   const t0 = Date.now()
   const repo = await Repository.open(o.repoDir)
-  const { manifests, damaged } = await repo.listManifests()
-  const chosen = o.id ? [await repo.readManifest(o.id)] : manifests
-  const verdicts: BackupVerdict[] = o.id ? [] : damaged.map(d => ({
-    id: d.id, ok: false, chunksChecked: 0, problems: [], manifestProblem: d.error, imageSha256: null, imageSha256Matches: null,
-  }))
-  const lists = new Map<string, Buffer | string>()
-  let total = 0
-  for (const m of chosen) {
-    try {
-      const l = await repo.readChunkList(m)
-      lists.set(m.id, l)
-      total += m.chunkCount
-    } catch (err) {
-      lists.set(m.id, (err as Error).message)
+  try {
+    const { manifests, damaged } = await repo.listManifests()
+    const chosen = o.id ? [await repo.readManifest(o.id)] : manifests
+    const verdicts: BackupVerdict[] = o.id ? [] : damaged.map(d => ({
+      id: d.id, ok: false, chunksChecked: 0, problems: [], manifestProblem: d.error, imageSha256: null, imageSha256Matches: null,
+    }))
+    const lists = new Map<string, Buffer | string>()
+    let total = 0
+    for (const m of chosen) {
+      try {
+        const l = await repo.readChunkList(m)
+        lists.set(m.id, l)
+        total += m.chunkCount
+      } catch (err) {
+        lists.set(m.id, (err as Error).message)
+      }
     }
-  }
-  /** Verdict per chunk hash: null = good, else the problem. */
-  const seen = new Map<string, { problem: 'missing' | 'corrupt'; detail: string } | null>()
-  let checked = 0
-  let done = 0
-  for (const m of chosen) {
-    const list = lists.get(m.id)!
-    if (typeof list === 'string') {
-      verdicts.push({ id: m.id, ok: false, chunksChecked: 0, problems: [], manifestProblem: list, imageSha256: null, imageSha256Matches: null })
-      continue
+    /** Verdict per chunk hash: null = good, else the problem. */
+    const seen = new Map<string, { problem: 'missing' | 'corrupt'; detail: string } | null>()
+    let checked = 0
+    let done = 0
+    for (const m of chosen) {
+      const list = lists.get(m.id)!
+      if (typeof list === 'string') {
+        verdicts.push({ id: m.id, ok: false, chunksChecked: 0, problems: [], manifestProblem: list, imageSha256: null, imageSha256Matches: null })
+        continue
+      }
+      verdicts.push(await verifyOne(repo, m, list, seen, o.deep ?? false, () => { checked++ }, () => {
+        done++
+        if (done % 16 === 0 || done === total) o.progress?.(done, total, `verifying ${m.id}`)
+      }, o.signal))
     }
-    verdicts.push(await verifyOne(repo, m, list, seen, o.deep ?? false, () => { checked++ }, () => {
-      done++
-      if (done % 16 === 0 || done === total) o.progress?.(done, total, `verifying ${m.id}`)
-    }, o.signal))
-  }
-  const affected = verdicts.filter(v => !v.ok).map(v => v.id)
-  return {
-    repo: repo.dir, ok: affected.length === 0, backupsChecked: verdicts.length, chunksChecked: checked, affected,
-    backups: verdicts, durationMs: Date.now() - t0,
+    const affected = verdicts.filter(v => !v.ok).map(v => v.id)
+    return {
+      repo: repo.dir, ok: affected.length === 0, backupsChecked: verdicts.length, chunksChecked: checked, affected,
+      backups: verdicts, durationMs: Date.now() - t0,
+    }
+  } finally {
+    await repo.close()
   }
 }
 

@@ -35,7 +35,7 @@ const ctx: CallContext = {
 const call = (name: string, params: any) => findMethod(name)!.handler(params, ctx) as Promise<any>
 
 const SIZE = 64 * MiB
-const CHUNK = MiB
+const CHUNK = 64 * 1024 // the default chunk size (the tracking granule)
 
 /** SHA-256 of a disk's virtual content, read through the format layer. */
 async function imageSha(file: string): Promise<string> {
@@ -162,8 +162,9 @@ t.test('full, incremental (tracking via NBD writes), differential, restore, veri
   }
   const raw = path.join(dir, 'r.raw')
   const rr = await call('backup.restore', { repo, id: inc.id, output: raw, format: 'raw' })
-  const zeroExpected = Array.from({ length: 64 }, (_, c) => c).filter(c => Math.floor(c / 4) % 4 === 3 && !touched1.has(c)).length
-  t.equal(rr.zeroChunks, zeroExpected, 'unallocated, unwritten MiBs are zero chunks')
+  // every fourth 4 MiB stretch was left unallocated: its chunks are zero unless the first round wrote them
+  const zeroExpected = Array.from({ length: SIZE / CHUNK }, (_, c) => c).filter(c => Math.floor(c * CHUNK / (4 * MiB)) % 4 === 3 && !touched1.has(c)).length
+  t.equal(rr.zeroChunks, zeroExpected, 'unallocated, unwritten chunks are zero chunks')
   t.equal(createHash('sha256').update(fs.readFileSync(raw)).digest('hex'), shas[1], 'raw restore equals the image')
   t.ok(fs.statSync(raw).blocks * 512 <= 50 * MiB, `raw restore is thin (${fs.statSync(raw).blocks * 512} bytes allocated)`)
   const vhd = path.join(dir, 'r.vhd')
@@ -191,10 +192,14 @@ t.test('full, incremental (tracking via NBD writes), differential, restore, veri
     if (h && lists.every(l => chunkHashAt(l, i) === h)) shared = i
   }
   t.ok(shared >= 0, 'a chunk shared by every backup')
-  const file = R.chunkPath(chunkHashAt(lists[0]!, shared)!)
-  const bytes = await fsp.readFile(file)
-  bytes[bytes.length >> 1] ^= 0x01
-  await fsp.writeFile(file, bytes)
+  const where = (await R.locateChunk(chunkHashAt(lists[0]!, shared)!))!
+  const fh = await fsp.open(where.file, 'r+')
+  const one = Buffer.alloc(1)
+  await fh.read(one, 0, 1, where.offset + (where.length >> 1))
+  one[0] ^= 0x01
+  await fh.write(one, 0, 1, where.offset + (where.length >> 1))
+  await fh.close()
+  await R.close()
   const bad = await call('backup.verify', { repo })
   t.equal(bad.ok, false)
   t.same([...bad.affected].sort(), [...ids].sort(), 'every backup referencing the chunk is named')
@@ -206,9 +211,13 @@ t.test('full, incremental (tracking via NBD writes), differential, restore, veri
   // prune keeps the newest, garbage-collects chunks only the removed backups used
   const pr = await call('backup.prune', { repo, keepLast: 1, graceMinutes: 0 })
   t.same(pr.removed.sort(), [full.id, inc.id].sort())
-  t.ok(pr.chunksRemoved > 0, 'chunks only older backups used are removed')
-  const after = await call('backup.list', { repo })
-  t.same(after.map((b: { id: string }) => b.id), [diff.id])
+  const diffHashes = new Set(Array.from({ length: SIZE / CHUNK }, (_, i) => chunkHashAt(lists[2]!, i)))
+  const onlyOld = new Set(lists.slice(0, 2).flatMap(l => Array.from({ length: SIZE / CHUNK }, (_, i) => chunkHashAt(l, i))).filter(h => h && !diffHashes.has(h)))
+  t.ok(onlyOld.size > 0 && pr.chunksRemoved <= onlyOld.size, `only chunks the removed backups alone used go (${pr.chunksRemoved} of ${onlyOld.size})`)
+  const after = await call('backup.verify', { repo })
+  t.same(after.affected, [diff.id], 'after the prune: the kept backup still reads everything but the damaged chunk')
+  t.equal(after.backups[0].problems.length, 1)
+  t.same((await call('backup.list', { repo })).map((b: { id: string }) => b.id), [diff.id])
 })
 
 t.test('no tracking: incremental falls back to a content scan and says so', async t => {

@@ -1,5 +1,5 @@
 /**
- * A backup killed midway (SIGKILL from the parent after a few chunks): the repository stays consistent (verify
+ * A backup killed midway (SIGKILL from the parent after 400 of 768 chunks): the repository stays consistent (verify
  * clean, no half manifest), the stale lock is taken over, and the next backup completes, reusing the chunks the
  * killed one stored, and restores exactly.
  */
@@ -24,9 +24,10 @@ t.test('SIGKILL in the middle of a backup', async t => {
   const repo = path.join(dir, 'repo')
   fs.writeFileSync(disk, randomBytes(48 * MiB))
   // a first, complete backup so there is something verify must still find intact
-  const first = await createBackup({ diskPath: disk, repoDir: repo, mode: 'full' })
+  // small packs, so the killed backup has finalized (durable, indexed) some before the kill
+  const first = await createBackup({ diskPath: disk, repoDir: repo, mode: 'full', packSizeBytes: 256 * 1024 })
   const fd = fs.openSync(disk, 'r+')
-  for (let i = 0; i < 48; i += 2) fs.writeSync(fd, randomBytes(4096), 0, 4096, i * MiB + 8192)
+  for (let i = 0; i < 48; i += 2) fs.writeSync(fd, randomBytes(4096), 0, 4096, i * MiB + 8192) // 24 changed chunks
   fs.closeSync(fd)
 
   const child = spawn(process.execPath, [`--import=${loader}`, path.join(here, 'backup-child.ts'), disk, repo], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -38,7 +39,7 @@ t.test('SIGKILL in the middle of a backup', async t => {
       out += d
       const m = /chunk (\d+)\n/g
       const seen = [...out.matchAll(m)].length
-      if (seen >= 10 && child.exitCode === null && !child.killed) {
+      if (seen >= 400 && child.exitCode === null && !child.killed) {
         child.kill('SIGKILL')
         resolve(seen)
       }
@@ -46,7 +47,7 @@ t.test('SIGKILL in the middle of a backup', async t => {
     child.on('exit', code => { if (!child.killed) reject(new Error(`child exited ${code} before the kill: ${out} ${err}`)) })
   })
   await new Promise(res => child.on('close', res))
-  t.ok(killedAt >= 10 && !/done/.test(out), `killed after ${killedAt} chunks, before the commit`)
+  t.ok(killedAt >= 400 && !/done/.test(out), `killed after ${killedAt} chunks, before the commit`)
   t.ok(fs.existsSync(path.join(repo, 'lock')), 'the killed writer left its lock')
 
   const repoObj = await Repository.open(repo)

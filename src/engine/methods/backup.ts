@@ -99,7 +99,8 @@ export const backupMethods = [
       disk: Type.String({ minLength: 1, description: 'disk file (VHDX, VHD, raw; differencing chains resolved)' }),
       repo: Repo,
       mode: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('full'), Type.Literal('incremental'), Type.Literal('differential')], { description: 'default auto' })),
-      chunkSize: Type.Optional(Type.Union([Int, Type.String({ minLength: 1 })], { description: 'chunk size of a new repository (multiple of 64K, default 1M)' })),
+      chunkSize: Type.Optional(Type.Union([Int, Type.String({ minLength: 1 })], { description: 'chunk size of a new repository (multiple of 64K, default 64K)' })),
+      packSize: Type.Optional(Type.Union([Int, Type.String({ minLength: 1 })], { description: 'pack file size of a new repository (64K to 1G, default 32M)' })),
       breakLock: Type.Optional(Type.Boolean({ description: "remove another host's repository lock (only when that host is gone)" })),
     }, { additionalProperties: false }),
     result: Type.Object({
@@ -139,6 +140,7 @@ export const backupMethods = [
       return createBackup({
         diskPath: resolve(p.disk), repoDir: resolve(p.repo), mode: p.mode,
         chunkSizeBytes: p.chunkSize === undefined ? undefined : parseSize(p.chunkSize, 'chunk size'),
+        packSizeBytes: p.packSize === undefined ? undefined : parseSize(p.packSize, 'pack size'),
         breakLock: p.breakLock,
         progress: (d, t, m) => ctx.progress(d, t, m), log: (l, m) => ctx.log(l, m), signal: ctx.signal,
       })
@@ -252,12 +254,15 @@ export const backupMethods = [
       chunksRemoved: Int,
       bytesFreed: Int,
       chunksKeptInGrace: Int,
+      packsRemoved: Int,
+      packsRewritten: Type.Integer({ minimum: 0, description: 'packs whose live chunks were copied to new packs so the unreferenced ones could go' }),
       dryRun: Type.Boolean(),
     }),
     cli: {
       examples: [['hvcbt backup prune --repo /backups --keep-last 7 --keep-weekly 4', 'a week of backups plus 4 weekly ones']],
       human: r => `${r.dryRun ? 'would remove' : 'removed'} ${r.removed.length} backup(s) (${r.removed.join(', ') || '-'}), kept ${r.kept.length}; ` +
-        `${r.chunksRemoved} chunk(s), ${formatBytes(r.bytesFreed)} freed; ${r.chunksKeptInGrace} recent unreferenced chunk(s) kept`,
+        `${r.chunksRemoved} chunk(s), ${formatBytes(r.bytesFreed)} freed (${r.packsRemoved} pack(s) removed, ${r.packsRewritten} rewritten); ` +
+        `${r.chunksKeptInGrace} recent unreferenced chunk(s) kept`,
     },
     async handler(p, ctx) {
       return pruneRepository({ ...p, repoDir: resolve(p.repo), log: (l, m) => ctx.log(l, m) })
