@@ -42,6 +42,7 @@ export const SEA_LZ4_ASSET_NAME = 'lz4-napi.node'
 
 interface Lz4Binding {
   compressSync(data: Buffer): Buffer
+  compress(data: Uint8Array): Promise<Buffer>
   uncompressSync(data: Uint8Array): Buffer
   uncompress(data: Uint8Array): Promise<Buffer>
 }
@@ -66,8 +67,8 @@ function loadLz4(): { binding: Lz4Binding | null; reason: string | null } {
     const mod = { exports: {} as Record<string, unknown> }
     process.dlopen(mod, file)
     const b = mod.exports as unknown as Lz4Binding
-    if (typeof b.compressSync !== 'function' || typeof b.uncompressSync !== 'function' || typeof b.uncompress !== 'function') {
-      throw new Error(`${file} does not export compressSync/uncompressSync/uncompress`)
+    if (typeof b.compressSync !== 'function' || typeof b.compress !== 'function' || typeof b.uncompressSync !== 'function' || typeof b.uncompress !== 'function') {
+      throw new Error(`${file} does not export compressSync/compress/uncompressSync/uncompress`)
     }
     return (lz4 = { binding: b, reason: null })
   } catch (err) {
@@ -88,30 +89,37 @@ export function codecStatus(): { codec: CodecName; reason: string | null } {
   return l.binding ? { codec: 'lz4', reason: null } : { codec: 'stored', reason: `lz4 unavailable: ${l.reason}` }
 }
 
-/** Encode `data` as a chunk file (header + payload). Falls back to stored when compression does not pay. */
+/** Encode `data` as a chunk (header + payload). Falls back to stored when compression does not pay. */
 export function encodeChunk(data: Uint8Array, preferred: CodecName = codecStatus().codec): Buffer {
-  let codec: number = Codec.stored
-  let payload: Uint8Array = data
-  if (preferred === 'lz4') {
-    const binding = loadLz4().binding
-    if (binding) {
-      const c = binding.compressSync(Buffer.from(data.buffer, data.byteOffset, data.byteLength))
-      // Keep it only when it saves at least 1/32 of the chunk: otherwise decompression is wasted time on restore.
-      if (c.length < data.length - (data.length >>> 5)) {
-        codec = Codec.lz4
-        payload = c
-      }
-    }
-  }
-  const out = Buffer.allocUnsafe(CHUNK_HEADER_BYTES + payload.length)
-  out.write(CHUNK_MAGIC, 0, 'latin1')
-  out[4] = CHUNK_FORMAT_VERSION
-  out[5] = codec
-  out.writeUInt16LE(0, 6)
-  out.writeUInt32LE(data.length, 8)
-  out.writeUInt32LE(payload.length, 12)
-  out.set(payload, CHUNK_HEADER_BYTES)
-  return out
+  const binding = preferred === 'lz4' ? loadLz4().binding : null
+  return Buffer.concat(framed(data, binding ? binding.compressSync(asBuffer(data)) : null))
+}
+
+/**
+ * encodeChunk with the LZ4 work on the thread pool, so the main thread only schedules (a backup is bound by it).
+ * Returns the header and the payload apart (written with one writev, never copied together).
+ */
+export async function encodeChunkAsync(data: Uint8Array, preferred: CodecName = codecStatus().codec): Promise<[Buffer, Uint8Array]> {
+  const binding = preferred === 'lz4' ? loadLz4().binding : null
+  return framed(data, binding ? await binding.compress(data) : null)
+}
+
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+}
+
+function framed(data: Uint8Array, compressed: Buffer | null): [Buffer, Uint8Array] {
+  // Keep LZ4 only when it saves at least 1/32 of the chunk: otherwise decompression is wasted time on restore.
+  const lz4 = compressed !== null && compressed.length < data.length - (data.length >>> 5)
+  const payload = lz4 ? compressed : data
+  const header = Buffer.allocUnsafe(CHUNK_HEADER_BYTES)
+  header.write(CHUNK_MAGIC, 0, 'latin1')
+  header[4] = CHUNK_FORMAT_VERSION
+  header[5] = lz4 ? Codec.lz4 : Codec.stored
+  header.writeUInt16LE(0, 6)
+  header.writeUInt32LE(data.length, 8)
+  header.writeUInt32LE(payload.length, 12)
+  return [header, payload]
 }
 
 interface ParsedChunk { codec: number; rawBytes: number; payload: Buffer }

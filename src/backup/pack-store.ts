@@ -52,23 +52,35 @@ export class ChunkIndex {
   /** Entry number of `hash` (32 bytes of `buf` at `at`), or -1. */
   find(buf: Buffer, at = 0): number {
     const mask = this.table.length - 1
-    for (let s = buf.readUInt32LE(at) & mask; ; s = (s + 1) & mask) {
+    const first = buf.readUInt32LE(at)
+    const entries = this.entries
+    for (let s = first & mask; ; s = (s + 1) & mask) {
       const e = this.table[s]!
       if (e === 0) return -1
       const o = (e - 1) * ENTRY
-      if (buf.compare(this.entries, o, o + HASH, at, at + HASH) === 0) return e - 1
+      if (entries.readUInt32LE(o) === first && buf.compare(entries, o, o + HASH, at, at + HASH) === 0) return e - 1
+    }
+  }
+
+  /** Make room for `more` entries at once (loading), instead of growing step by step. */
+  reserve(more: number): void {
+    const want = this.count + more
+    if (want * ENTRY > this.entries.length) {
+      const bigger = Buffer.alloc(Math.max(want * ENTRY, this.entries.length * 2))
+      this.entries.copy(bigger)
+      this.entries = bigger
+    }
+    if (want * 2 > this.table.length) {
+      let size = this.table.length
+      while (want * 2 > size) size *= 2
+      this.rehash(size)
     }
   }
 
   /** Add a location for `hash` unless it has one (the first stays). Returns the entry number, or -1 if present. */
   add(buf: Buffer, at: number, pack: number, offset: number, length: number, rawBytes: number): number {
     if (this.find(buf, at) >= 0) return -1
-    if ((this.count + 1) * 2 > this.table.length) this.rehash(this.table.length * 2)
-    if ((this.count + 1) * ENTRY > this.entries.length) {
-      const bigger = Buffer.alloc(this.entries.length * 2)
-      this.entries.copy(bigger)
-      this.entries = bigger
-    }
+    this.reserve(1)
     const e = this.count++
     const o = e * ENTRY
     buf.copy(this.entries, o, at, at + HASH)
@@ -118,11 +130,16 @@ interface OpenPack {
   name: string
   tmp: string
   fh: fsp.FileHandle
+  /** Bytes handed out (header + records), written or staged. */
   size: number
+  /** Records not yet written, and where they start: written together once STAGE_BYTES gather. */
+  staged: Uint8Array[]
+  stagedAt: number
   /** Set when the pack stops taking records (it is being finalized). */
   sealed: boolean
+  /** Writes in flight: the first failure fails the pack. */
   writes: Set<Promise<void>>
-  /** idx entries of the records written so far. */
+  /** idx entries of the records appended. */
   entries: Buffer[]
 }
 
@@ -142,6 +159,12 @@ const REPACK_DEAD_SHARE = 0.2
 const MAX_OPEN_HANDLES = 32
 /** Finalizations (fsync + idx) running in the background before a writer waits for one. */
 const MAX_FINALIZING = 2
+/** Adjacent records are read together up to this many bytes. */
+const READ_RUN_BYTES = 4 * 1024 * 1024
+/** Records are written to the open pack this many bytes at a time. */
+const STAGE_BYTES = 1024 * 1024
+/** ... or this many buffers (well-compressed chunks are small; one writev takes at most IOV_MAX = 1024). */
+const STAGE_PARTS = 960
 
 export class PackStore {
   readonly index = new ChunkIndex()
@@ -150,6 +173,8 @@ export class PackStore {
   private byName = new Map<string, number>()
   private opening: Promise<OpenPack> | null = null
   private finalizing = new Set<Promise<Error | null>>()
+  /** Packs being written (open or finalizing), by number. */
+  private unfinished = new Map<number, OpenPack>()
   /** The first finalization that failed: later writes fail at once instead of filling a pack nobody indexes. */
   private failed: Error | null = null
   private handles = new Map<number, { fh: Promise<fsp.FileHandle>; refs: number }>()
@@ -168,24 +193,37 @@ export class PackStore {
       throw err
     }
     const idx = new Set(names.filter(n => n.endsWith('.idx')))
-    for (const n of names.sort()) {
-      const m = /^([0-9a-f]{32})\.pack$/.exec(n)
-      if (!m || this.byName.has(m[1]!)) continue
-      const file = path.join(this.dir, n)
-      const st = await fsp.stat(file).catch(() => null)
-      if (!st) continue
-      const no = this.addPack({ name: m[1]!, file, sizeBytes: st.size, mtimeMs: st.mtimeMs })
-      let entries: Buffer | null = null
-      if (idx.has(`${m[1]}.idx`)) {
-        try {
-          entries = await readIndexFile(path.join(this.dir, `${m[1]}.idx`), st.size)
-        } catch (err) {
-          this.warn(`${(err as Error).message}: scanning the pack instead`)
+    const fresh = names.sort().map(n => /^([0-9a-f]{32})\.pack$/.exec(n)?.[1]).filter((n): n is string => !!n && !this.byName.has(n))
+    // read the indexes 16 at a time (each is a few round trips to the file system, which may be a share)
+    const loaded = new Array<{ pack: PackFile; entries: Buffer } | null>(fresh.length)
+    let next = 0
+    const worker = async (): Promise<void> => {
+      for (let k = next++; k < fresh.length; k = next++) {
+        const name = fresh[k]!
+        const file = path.join(this.dir, `${name}.pack`)
+        const st = await fsp.stat(file).catch(() => null)
+        if (!st) continue
+        let entries: Buffer | null = null
+        if (idx.has(`${name}.idx`)) {
+          try {
+            entries = await readIndexFile(path.join(this.dir, `${name}.idx`), st.size)
+          } catch (err) {
+            this.warn(`${(err as Error).message}: scanning the pack instead`)
+          }
         }
+        entries ??= await scanPack(file, st.size, this.warn)
+        loaded[k] = { pack: { name, file, sizeBytes: st.size, mtimeMs: st.mtimeMs }, entries }
       }
-      entries ??= await scanPack(file, st.size, this.warn)
+    }
+    await Promise.all(Array.from({ length: 16 }, worker))
+    this.index.reserve(loaded.reduce((n, l) => n + (l ? l.entries.length / INDEX_ENTRY_BYTES : 0), 0))
+    for (const l of loaded) {
+      if (!l || this.byName.has(l.pack.name)) continue
+      const no = this.addPack(l.pack)
+      const entries = l.entries
       for (let o = 0; o < entries.length; o += INDEX_ENTRY_BYTES) {
-        this.index.add(entries, o, no, Number(entries.readBigUInt64LE(o + HASH)), entries.readUInt32LE(o + HASH + 8), entries.readUInt32LE(o + HASH + 12))
+        // offsets are u64 on disk; packs stay below 4 GiB, so the low half is the offset
+        this.index.add(entries, o, no, entries.readUInt32LE(o + HASH), entries.readUInt32LE(o + HASH + 8), entries.readUInt32LE(o + HASH + 12))
       }
     }
   }
@@ -202,15 +240,21 @@ export class PackStore {
     return this.index.find(hash) >= 0
   }
 
-  /** Append a chunk (HVCK header + payload) under `hash` unless the store has it. Returns the bytes written. */
-  async put(hash: Buffer, chunk: Buffer): Promise<number> {
+  /** Append a chunk (HVCK header, payload) under `hash` unless the store has it. Returns the bytes written. */
+  async put(hash: Buffer, chunk: [Buffer, Uint8Array]): Promise<number> {
     if (this.has(hash)) return 0
-    const { pack, offset } = await this.append(hash, chunk)
-    this.index.add(hash, 0, pack, offset, HASH + chunk.length, chunk.readUInt32LE(8))
-    return HASH + chunk.length
+    const length = HASH + chunk[0].length + chunk[1].length
+    const { pack, offset } = await this.append([hash, ...chunk], length)
+    this.index.add(hash, 0, pack, offset, length, chunk[0].readUInt32LE(8))
+    return length
   }
 
-  private async append(hash: Buffer, chunk: Buffer): Promise<{ pack: number; offset: number }> {
+  /**
+   * Append one record to the open pack; returns where it went. Records are staged and written STAGE_BYTES at a
+   * time with one writev (a write per 64 KiB record costs a thread-pool round trip each; the parts are the
+   * caller's fresh buffers, kept, not copied). Readers of a record still staged wait for it (settle()).
+   */
+  private async append(parts: Uint8Array[], length: number): Promise<{ pack: number; offset: number }> {
     let cur: OpenPack
     for (;;) {
       if (this.finalizing.size >= MAX_FINALIZING) await Promise.race(this.finalizing)
@@ -219,23 +263,32 @@ export class PackStore {
       if (!cur.sealed) break
     }
     const offset = cur.size
-    cur.size += HASH + chunk.length
+    cur.size += length
+    cur.staged.push(...parts)
+    const e = Buffer.alloc(INDEX_ENTRY_BYTES)
+    e.set(parts[0]!.subarray(0, HASH), 0)
+    e.writeUInt32LE(offset, HASH) // u64 on disk; packs stay below 4 GiB
+    e.writeUInt32LE(length, HASH + 8)
+    e.writeUInt32LE(Buffer.from(parts[1]!.buffer, parts[1]!.byteOffset, parts[1]!.byteLength).readUInt32LE(8), HASH + 12)
+    cur.entries.push(e)
     if (cur.size >= this.targetBytes) this.seal(cur)
-    const write = cur.fh.writev([hash, chunk], offset).then(() => {
-      const e = Buffer.allocUnsafe(INDEX_ENTRY_BYTES)
-      hash.copy(e, 0)
-      e.writeBigUInt64LE(BigInt(offset), HASH)
-      e.writeUInt32LE(HASH + chunk.length, HASH + 8)
-      e.writeUInt32LE(chunk.readUInt32LE(8), HASH + 12)
-      cur.entries.push(e)
-    })
-    cur.writes.add(write)
-    try {
-      await write
-    } finally {
-      cur.writes.delete(write)
-    }
+    else if (cur.size - cur.stagedAt >= STAGE_BYTES || cur.staged.length >= STAGE_PARTS) await this.writeStaged(cur)
     return { pack: cur.no, offset }
+  }
+
+  /** Write what is staged in `cur`; resolves when it is written (with every earlier write). */
+  private async writeStaged(cur: OpenPack): Promise<void> {
+    if (cur.staged.length) {
+      const parts = cur.staged
+      const at = cur.stagedAt
+      const bytes = cur.size - at
+      cur.staged = []
+      cur.stagedAt = cur.size
+      const write = writeAll(cur.fh, parts, at, bytes, cur.tmp)
+      cur.writes.add(write)
+      void write.then(() => cur.writes.delete(write), () => {})
+    }
+    await Promise.all(cur.writes)
   }
 
   private async openPack(): Promise<OpenPack> {
@@ -246,9 +299,10 @@ export class PackStore {
     const header = Buffer.alloc(PACK_HEADER_BYTES)
     header.write(PACK_MAGIC, 0, 'latin1')
     header.writeUInt32LE(VERSION, 4)
-    await fh.write(header, 0, header.length, 0)
     const no = this.addPack({ name, file: tmp, sizeBytes: PACK_HEADER_BYTES, mtimeMs: Date.now() })
-    return { no, name, tmp, fh, size: PACK_HEADER_BYTES, sealed: false, writes: new Set(), entries: [] }
+    const cur: OpenPack = { no, name, tmp, fh, size: PACK_HEADER_BYTES, staged: [header], stagedAt: 0, sealed: false, writes: new Set(), entries: [] }
+    this.unfinished.set(no, cur)
+    return cur
   }
 
   /** Stop adding to `cur` and finalize it in the background (errors surface in flush()). */
@@ -264,8 +318,8 @@ export class PackStore {
   }
 
   private async finalize(cur: OpenPack): Promise<void> {
-    while (cur.writes.size) await Promise.allSettled([...cur.writes])
     try {
+      await this.writeStaged(cur)
       await cur.fh.sync()
     } finally {
       await cur.fh.close()
@@ -273,7 +327,14 @@ export class PackStore {
     const file = path.join(this.dir, `${cur.name}.pack`)
     await fsp.rename(cur.tmp, file)
     this.packs[cur.no] = { name: cur.name, file, sizeBytes: cur.size, mtimeMs: Date.now() }
+    this.unfinished.delete(cur.no)
     await writeFileAtomic(path.join(this.dir, `${cur.name}.idx`), indexFile(cur.entries))
+  }
+
+  /** Before reading pack `no`: if it is still being written, write what is staged and wait for it. */
+  private async settle(no: number): Promise<void> {
+    const cur = this.unfinished.get(no)
+    if (cur) await this.writeStaged(cur)
   }
 
   /** Make every chunk put so far durable and indexed on disk. Throws the first failure of any finalization. */
@@ -297,20 +358,48 @@ export class PackStore {
     return { file: this.packs[this.index.pack(e)]!.file, offset: this.index.offset(e), length: this.index.length(e) }
   }
 
-  /** The chunk (HVCK header + payload) stored under `hash`, or null when no pack has it. */
-  async read(hash: Buffer): Promise<{ chunk: Buffer; where: string } | null> {
-    const e = this.index.find(hash)
-    if (e < 0) return null
-    const record = await this.readRecord(this.index.pack(e), this.index.offset(e), this.index.length(e))
-    const where = `${this.packs[this.index.pack(e)]!.file} at offset ${this.index.offset(e)}`
-    if (!record.subarray(0, HASH).equals(hash)) {
-      throw new FormatError(this.packs[this.index.pack(e)]!.file, 'pack record', this.index.offset(e),
-        `holds chunk ${record.subarray(0, HASH).toString('hex')}, the index says ${hash.toString('hex')}`)
+  /**
+   * The chunks (HVCK header + payload) stored under `hashes`: per hash, the chunk and where it was read, an error
+   * (a record that does not hold that hash, an unreadable pack), or null when no pack has it. Records adjacent in
+   * a pack are read together (up to READ_RUN_BYTES at a time): a restore reads a full backup's packs sequentially.
+   */
+  async readMany(hashes: Buffer[]): Promise<Array<{ chunk: Buffer; where: string } | Error | null>> {
+    const out = new Array<{ chunk: Buffer; where: string } | Error | null>(hashes.length).fill(null)
+    const found: { k: number; pack: number; offset: number; length: number }[] = []
+    hashes.forEach((h, k) => {
+      const e = this.index.find(h)
+      if (e >= 0) found.push({ k, pack: this.index.pack(e), offset: this.index.offset(e), length: this.index.length(e) })
+    })
+    found.sort((a, b) => a.pack - b.pack || a.offset - b.offset)
+    const runs: (typeof found)[] = []
+    for (const f of found) {
+      const run = runs[runs.length - 1]
+      const last = run?.[run.length - 1]
+      if (run && last!.pack === f.pack && last!.offset + last!.length === f.offset && f.offset + f.length - run[0]!.offset <= READ_RUN_BYTES) run.push(f)
+      else runs.push([f])
     }
-    return { chunk: record.subarray(HASH), where }
+    await Promise.all(runs.map(async run => {
+      const first = run[0]!
+      const file = (): string => this.packs[first.pack]?.file ?? `pack ${first.pack}`
+      let bytes: Buffer
+      try {
+        bytes = await this.readRecord(first.pack, first.offset, run[run.length - 1]!.offset + run[run.length - 1]!.length - first.offset)
+      } catch (err) {
+        for (const f of run) out[f.k] = err as Error
+        return
+      }
+      for (const f of run) {
+        const record = bytes.subarray(f.offset - first.offset, f.offset - first.offset + f.length)
+        out[f.k] = record.subarray(0, HASH).equals(hashes[f.k]!)
+          ? { chunk: record.subarray(HASH), where: `${file()} at offset ${f.offset}` }
+          : new FormatError(file(), 'pack record', f.offset, `holds chunk ${record.subarray(0, HASH).toString('hex')}, the index says ${hashes[f.k]!.toString('hex')}`)
+      }
+    }))
+    return out
   }
 
   private async readRecord(pack: number, offset: number, length: number): Promise<Buffer> {
+    await this.settle(pack)
     const p = this.packs[pack]
     if (!p) throw new Error(`pack ${pack} was removed`)
     let h = this.handles.get(pack)
@@ -381,7 +470,7 @@ export class PackStore {
       const no = this.index.pack(e)
       if (!live[e] || !moving.has(no)) continue
       const record = await this.readRecord(no, this.index.offset(e), this.index.length(e))
-      const to = await this.append(record.subarray(0, HASH), record.subarray(HASH))
+      const to = await this.append([record.subarray(0, HASH), record.subarray(HASH, HASH + CHUNK_HEADER_BYTES), record.subarray(HASH + CHUNK_HEADER_BYTES)], record.length)
       this.index.set(e, to.pack, to.offset, record.length, this.index.rawBytes(e))
     }
     await this.flush()
@@ -404,18 +493,27 @@ export class PackStore {
   async close(): Promise<void> {
     const open = this.opening
     this.opening = null
-    if (open) {
-      const cur = await open.catch(() => null)
-      if (cur && !cur.sealed) {
-        cur.sealed = true
-        await Promise.allSettled([...cur.writes])
-        await cur.fh.close().catch(() => {})
-        await fsp.rm(cur.tmp, { force: true })
-      }
+    const cur = open ? await open.catch(() => null) : null
+    if (cur && !cur.sealed) {
+      cur.sealed = true
+      this.unfinished.delete(cur.no)
+      await Promise.allSettled([...cur.writes])
+      await cur.fh.close().catch(() => {})
+      await fsp.rm(cur.tmp, { force: true })
     }
     await Promise.all(this.finalizing)
     for (const h of this.handles.values()) await h.fh.then(fh => fh.close(), () => {})
     this.handles.clear()
+  }
+}
+
+/** Write `parts` (`bytes` in all) at `at`, continuing after short writes. */
+async function writeAll(fh: fsp.FileHandle, parts: Uint8Array[], at: number, bytes: number, file: string): Promise<void> {
+  let done = 0
+  while (done < bytes) {
+    const { bytesWritten } = await fh.writev(done === 0 ? parts : [Buffer.concat(parts).subarray(done)], at + done)
+    if (bytesWritten <= 0) throw new Error(`cannot write to ${file} at offset ${at + done}`)
+    done += bytesWritten
   }
 }
 
@@ -443,7 +541,7 @@ export async function readIndexFile(file: string, packBytes: number): Promise<Bu
   if (!createHash('sha256').update(buf.subarray(0, end)).digest().equals(buf.subarray(end))) bad('SHA-256 does not match its content', end)
   const entries = buf.subarray(INDEX_HEADER_BYTES, end)
   for (let o = 0; o < entries.length; o += INDEX_ENTRY_BYTES) {
-    const offset = Number(entries.readBigUInt64LE(o + HASH))
+    const offset = entries.readUInt32LE(o + HASH) + entries.readUInt32LE(o + HASH + 4) * 2 ** 32
     const length = entries.readUInt32LE(o + HASH + 8)
     if (offset < PACK_HEADER_BYTES || length < HASH + CHUNK_HEADER_BYTES || offset + length > packBytes) {
       bad(`entry ${o / INDEX_ENTRY_BYTES} (offset ${offset}, length ${length}) lies outside the ${packBytes}-byte pack`, INDEX_HEADER_BYTES + o)

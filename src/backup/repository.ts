@@ -18,7 +18,7 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
 import { fsyncDir, writeFileAtomic } from '../tracking/atomic-file.js'
-import { decodeChunkAsync, encodeChunk, sha256HexAsync, type CodecName } from './chunk-codec.js'
+import { decodeChunkAsync, encodeChunkAsync, sha256HexAsync, type CodecName } from './chunk-codec.js'
 import { acquireLock, type RepositoryLock } from './repository-lock.js'
 import { BACKUP_ID_PATTERN, HASH_BYTES, chunkListPath, manifestPath, parseManifest, readChunkList, type Manifest } from './manifest.js'
 import { MAX_PACK_TARGET_BYTES, PackStore, type GcResult } from './pack-store.js'
@@ -157,7 +157,7 @@ export class Repository {
     await this.loaded()
     const h = Buffer.from(hash, 'hex')
     if (this.store.has(h)) return 0
-    return this.store.put(h, encodeChunk(data, codec))
+    return this.store.put(h, await encodeChunkAsync(data, codec))
   }
 
   /** Make every chunk stored so far durable and indexed. */
@@ -173,18 +173,39 @@ export class Repository {
 
   /** Read, decode and check a chunk. Throws ObjectNotFound when missing, FormatError when damaged. */
   async getChunk(hash: string): Promise<Buffer> {
+    const [r] = await this.getChunks([hash])
+    if (r instanceof Error) throw r
+    return r!
+  }
+
+  /**
+   * Read, decode and check several chunks at once (records adjacent in a pack are read together; decoding and
+   * hashing run in parallel on the thread pool). Per hash: the content, or the error (EngineError ObjectNotFound
+   * when missing, FormatError when damaged).
+   */
+  async getChunks(hashes: string[]): Promise<Array<Buffer | Error>> {
     await this.loaded()
-    const h = Buffer.from(hash, 'hex')
-    let found = await this.store.read(h)
-    if (!found) {
+    const keys = hashes.map(h => Buffer.from(h, 'hex'))
+    let found = await this.store.readMany(keys)
+    if (found.includes(null)) {
       await this.store.load() // packs another process added since we opened
-      found = await this.store.read(h)
+      const again = await this.store.readMany(keys.filter((_, k) => found[k] === null))
+      let j = 0
+      found = found.map(f => f === null ? again[j++]! : f)
     }
-    if (!found) throw new EngineError(`chunk ${hash} is missing from ${this.dir}`, 'ObjectNotFound', AppErrorCode.NotFound, { hash })
-    const data = await decodeChunkAsync(found.chunk, found.where)
-    const actual = await sha256HexAsync(data)
-    if (actual !== hash) throw new FormatError(found.where, 'chunk content', null, `SHA-256 is ${actual}, expected ${hash}`)
-    return data
+    return Promise.all(found.map(async (f, k): Promise<Buffer | Error> => {
+      const hash = hashes[k]!
+      if (f === null) return new EngineError(`chunk ${hash} is missing from ${this.dir}`, 'ObjectNotFound', AppErrorCode.NotFound, { hash })
+      if (f instanceof Error) return f
+      try {
+        const data = await decodeChunkAsync(f.chunk, f.where)
+        const actual = await sha256HexAsync(data)
+        if (actual !== hash) return new FormatError(f.where, 'chunk content', null, `SHA-256 is ${actual}, expected ${hash}`)
+        return data
+      } catch (err) {
+        return err as Error
+      }
+    }))
   }
 
   /**

@@ -4,10 +4,11 @@
  *
  * New disk: created thin (raw: a sparse file; VHDX/VHD: dynamic unless --type fixed) with the backed-up disk's
  * geometry and, for VHDX, its Virtual Disk ID (a restored disk replaces the original; Hyper-V and the guest see
- * the same disk). Zero chunks are never written, so they stay holes / unallocated blocks. Chunks are fetched,
- * decompressed and hash-checked by `concurrency` workers that also write them (parallel fetch: 3-5x faster than
- * sequential in other tools' figures). A chunk whose content does not match its name fails the restore, naming
- * the chunk and the offset.
+ * the same disk). Zero chunks are never written, so they stay holes / unallocated blocks. `concurrency` workers
+ * each take 2 MiB of the disk at a time: its chunks are fetched in one batch (records adjacent in a pack read
+ * together), decompressed and hash-checked in parallel on the thread pool, and each run of adjacent data chunks
+ * is written with one write. A chunk whose content does not match its name fails the restore, naming the chunk
+ * and the offset.
  *
  * In place: the disk's current chunks are read and hashed; only chunks whose hash differs are written (zero chunks
  * with writeZeroes, which deallocates where the format can). When the disk is tracked, the writes go through
@@ -21,6 +22,7 @@ import type { DiskFormat } from '../formats/disk-info.js'
 import type { VirtualDisk } from '../formats/virtual-disk.js'
 import { createVhd } from '../formats/vhd/vhd-create.js'
 import { createVhdx } from '../formats/vhdx/index.js'
+import { RawDisk } from '../formats/raw/raw-disk.js'
 import { openDiskForWrite } from '../tracking/open-for-write.js'
 import { sha256HexAsync } from './chunk-codec.js'
 import { chunkHashAt, type Manifest } from './manifest.js'
@@ -83,9 +85,9 @@ async function restoreNew(o: RestoreOptions, repo: Repository, m: Manifest, list
     if (err instanceof EngineError) throw err
   }
   let diskId: string | null = null
+  let disk: VirtualDisk | null = null
   if (format === 'raw') {
-    const fh = await fsp.open(o.output, 'wx')
-    try { await fh.truncate(d.virtualSizeBytes) } finally { await fh.close() }
+    disk = await RawDisk.create(o.output, d.virtualSizeBytes)
   } else if (format === 'vhdx') {
     diskId = d.format === 'vhdx' ? d.diskId : null
     await createVhdx(o.output, {
@@ -99,17 +101,16 @@ async function restoreNew(o: RestoreOptions, repo: Repository, m: Manifest, list
     if (d.logicalSectorSizeBytes !== 512) throw new EngineError(`a VHD has 512-byte sectors; this backup's disk has ${d.logicalSectorSizeBytes}: restore as VHDX`, 'InvalidArgument')
     await createVhd(o.output, { sizeBytes: d.virtualSizeBytes, type, blockSizeBytes: d.format === 'vhd' && d.blockSizeBytes > 0 ? d.blockSizeBytes : undefined })
   }
-  let disk: VirtualDisk | null = null
   let ok = false
   try {
-    disk = await openDisk(o.output)
+    disk ??= await openDisk(o.output)
     if (disk.size !== d.virtualSizeBytes) {
       throw new EngineError(`created ${format} has ${disk.size} bytes, backup has ${d.virtualSizeBytes} (size not representable in ${format})`, 'InvalidResult')
     }
-    const r = await writeChunks(o, repo, m, list, disk, null)
+    const w = await writeChunks(o, repo, m, list, disk, null)
     await disk.flush()
     ok = true
-    return { id: m.id, output: o.output, format, type, inPlace: false, virtualSizeBytes: d.virtualSizeBytes, ...r, durationMs: Date.now() - t0, diskId }
+    return { id: m.id, output: o.output, format, type, inPlace: false, virtualSizeBytes: d.virtualSizeBytes, ...w, durationMs: Date.now() - t0, diskId }
   } finally {
     await disk?.close().catch(() => {})
     if (!ok) await fsp.rm(o.output, { force: true })
@@ -127,56 +128,117 @@ async function restoreInPlace(o: RestoreOptions, repo: Repository, m: Manifest, 
     if (disk.size !== m.disk.virtualSizeBytes) {
       throw new EngineError(`${o.output} has ${disk.size} bytes; backup ${m.id} has ${m.disk.virtualSizeBytes}: in-place rollback needs the same size`, 'InvalidArgument')
     }
-    const r = await writeChunks(o, repo, m, list, disk, disk)
+    const w = await writeChunks(o, repo, m, list, disk, disk)
     await disk.flush()
-    return { id: m.id, output: o.output, format: await probeFormat(o.output), type: 'dynamic', inPlace: true, virtualSizeBytes: disk.size, ...r, durationMs: Date.now() - t0, diskId: null }
+    return { id: m.id, output: o.output, format: await probeFormat(o.output), type: 'dynamic', inPlace: true, virtualSizeBytes: disk.size, ...w, durationMs: Date.now() - t0, diskId: null }
   } finally {
     await disk.close()
   }
 }
 
+interface Written { chunksWritten: number; bytesWritten: number; chunksUnchanged: number; zeroChunks: number }
+
+/** Chunks restored together: fetched in one batch (adjacent pack records in one read), written in runs. */
+const RESTORE_UNIT_BYTES = 2 * 1024 * 1024
+
 /** Write every chunk of the backup (or, with `current`, only those whose content differs from it). */
 async function writeChunks(o: RestoreOptions, repo: Repository, m: Manifest, list: Buffer, disk: VirtualDisk,
-  current: VirtualDisk | null): Promise<{ chunksWritten: number; bytesWritten: number; chunksUnchanged: number; zeroChunks: number }> {
+  current: VirtualDisk | null): Promise<Written> {
   const chunk = m.chunkSizeBytes
   const size = m.disk.virtualSizeBytes
-  let chunksWritten = 0
-  let bytesWritten = 0
-  let chunksUnchanged = 0
-  let zeroChunks = 0
+  const r: Written = { chunksWritten: 0, bytesWritten: 0, chunksUnchanged: 0, zeroChunks: 0 }
+  const per = current ? 1 : Math.max(1, Math.floor(RESTORE_UNIT_BYTES / chunk))
   let done = 0
   let next = 0
+  const order = new Turns()
   const worker = async (): Promise<void> => {
-    for (let i = next++; i < m.chunkCount; i = next++) {
+    for (let u = next++; u * per < m.chunkCount; u = next++) {
       if (o.signal?.aborted) throw new EngineError('restore cancelled', 'OperationStopped')
-      const offset = i * chunk
-      const len = Math.min(chunk, size - offset)
-      const hash = chunkHashAt(list, i)
-      if (hash === null) zeroChunks++
-      if (current) {
-        const now = Buffer.allocUnsafe(len)
-        await current.read(offset, now)
-        const same = hash === null ? isZero(now) : (await sha256HexAsync(now)) === hash
-        if (same) {
-          chunksUnchanged++
-        } else if (hash === null) {
-          await disk.writeZeroes(offset, len)
-          chunksWritten++
-        } else {
-          await disk.write(offset, await fetchChunk(repo, hash, i, offset, len))
-          chunksWritten++
-          bytesWritten += len
-        }
-      } else if (hash !== null) {
-        bytesWritten += await writeSparse(disk, offset, await fetchChunk(repo, hash, i, offset, len))
-        chunksWritten++
-      }
-      done += len
+      const first = u * per
+      const end = Math.min(m.chunkCount, first + per)
+      if (current) await rollBackChunk(repo, list, first, chunk, size, disk, current, r)
+      else await writeUnit(repo, list, first, end, chunk, size, disk, r, order.of(u))
+      done += Math.min(size, end * chunk) - first * chunk
       o.progress?.(done, size, 'restoring')
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, worker))
-  return { chunksWritten, bytesWritten, chunksUnchanged, zeroChunks }
+  return r
+}
+
+/**
+ * Units write in disk order, one after the other (fetching, decoding and checking still overlap): a new file then
+ * only grows, like a copy does; writes into holes left by a later unit's earlier write cost the kernel far more
+ * (see RawDisk.create).
+ */
+class Turns {
+  private turn = 0
+  private waiting = new Map<number, () => void>()
+
+  /** Unit `u`'s turn: `wait()` resolves when every earlier unit has called `done()`. */
+  of(u: number): { wait(): Promise<void>; done(): void } {
+    return {
+      wait: () => u === this.turn ? Promise.resolve() : new Promise<void>(resolve => this.waiting.set(u, resolve)),
+      done: () => {
+        this.turn = u + 1
+        this.waiting.get(this.turn)?.()
+        this.waiting.delete(this.turn)
+      },
+    }
+  }
+}
+
+/** New disk: fetch chunks [first, end) in one batch and write each run of adjacent data chunks with one write. */
+async function writeUnit(repo: Repository, list: Buffer, first: number, end: number, chunk: number, size: number,
+  disk: VirtualDisk, r: Written, turn: { wait(): Promise<void>; done(): void }): Promise<void> {
+  const want: number[] = []
+  for (let i = first; i < end; i++) {
+    if (chunkHashAt(list, i) === null) r.zeroChunks++
+    else want.push(i)
+  }
+  const got = want.length ? await repo.getChunks(want.map(i => chunkHashAt(list, i)!)) : []
+  const data = got.map((g, k) => checked(g, list, want[k]!, chunk, size))
+  await turn.wait()
+  try {
+    await writeRuns(disk, want, data, chunk, r)
+  } finally {
+    turn.done()
+  }
+}
+
+async function writeRuns(disk: VirtualDisk, want: number[], data: Buffer[], chunk: number, r: Written): Promise<void> {
+  for (let k = 0; k < want.length;) {
+    let j = k + 1
+    while (j < want.length && want[j] === want[j - 1]! + 1) j++
+    const run = j - k === 1 ? data[k]! : Buffer.concat(data.slice(k, j))
+    // chunks larger than the hole piece may hold zero pieces: leave them unwritten (the new disk reads zeros)
+    r.bytesWritten += chunk > HOLE_PIECE_BYTES ? await writeSparse(disk, want[k]! * chunk, run) : (await disk.write(want[k]! * chunk, run), run.length)
+    r.chunksWritten += j - k
+    k = j
+  }
+}
+
+/** In place: write chunk `i` only when the disk's content differs from the backup's. */
+async function rollBackChunk(repo: Repository, list: Buffer, i: number, chunk: number, size: number,
+  disk: VirtualDisk, current: VirtualDisk, r: Written): Promise<void> {
+  const offset = i * chunk
+  const len = Math.min(chunk, size - offset)
+  const hash = chunkHashAt(list, i)
+  if (hash === null) r.zeroChunks++
+  const now = Buffer.allocUnsafe(len)
+  await current.read(offset, now)
+  const same = hash === null ? isZero(now) : (await sha256HexAsync(now)) === hash
+  if (same) {
+    r.chunksUnchanged++
+  } else if (hash === null) {
+    await disk.writeZeroes(offset, len)
+    r.chunksWritten++
+  } else {
+    const [got] = await repo.getChunks([hash])
+    await disk.write(offset, checked(got!, list, i, chunk, size))
+    r.chunksWritten++
+    r.bytesWritten += len
+  }
 }
 
 /** Piece size below which zero runs inside a chunk are still written (a new disk reads zeros where nothing is written). */
@@ -201,16 +263,17 @@ async function writeSparse(disk: VirtualDisk, offset: number, data: Buffer): Pro
   return written
 }
 
-async function fetchChunk(repo: Repository, hash: string, i: number, offset: number, len: number): Promise<Buffer> {
-  let data: Buffer
-  try {
-    data = await repo.getChunk(hash)
-  } catch (err) {
-    const e = err as EngineError
+/** A fetched chunk, or the error naming the chunk index and disk offset it belongs to. */
+function checked(got: Buffer | Error, list: Buffer, i: number, chunk: number, size: number): Buffer {
+  const offset = i * chunk
+  const len = Math.min(chunk, size - offset)
+  const hash = chunkHashAt(list, i)!
+  if (got instanceof Error) {
+    const e = got as EngineError
     throw new EngineError(`chunk ${i} (disk offset ${offset}): ${e.message}`, e.category ?? 'InvalidData', e.code ?? AppErrorCode.InvalidData, { chunk: i, offset, hash })
   }
-  if (data.length !== len) {
-    throw new EngineError(`chunk ${i} (disk offset ${offset}) holds ${data.length} bytes, expected ${len}`, 'InvalidData', AppErrorCode.InvalidData, { chunk: i, hash })
+  if (got.length !== len) {
+    throw new EngineError(`chunk ${i} (disk offset ${offset}) holds ${got.length} bytes, expected ${len}`, 'InvalidData', AppErrorCode.InvalidData, { chunk: i, hash })
   }
-  return data
+  return got
 }

@@ -99,6 +99,9 @@ export async function verifyRepository(o: VerifyOptions): Promise<VerifyResult> 
   }
 }
 
+/** Chunks checked per batch. */
+const VERIFY_WINDOW_BYTES = 4 * 1024 * 1024
+
 async function verifyOne(repo: Repository, m: Manifest, list: Buffer,
   seen: Map<string, { problem: 'missing' | 'corrupt'; detail: string } | null>, deep: boolean,
   onCheck: () => void, onChunk: () => void, signal?: AbortSignal): Promise<BackupVerdict> {
@@ -106,36 +109,42 @@ async function verifyOne(repo: Repository, m: Manifest, list: Buffer,
   const image = deep ? createHash('sha256') : null
   const zero = Buffer.alloc(m.chunkSizeBytes)
   let chunksChecked = 0
-  for (let i = 0; i < m.chunkCount; i++) {
+  const size = (i: number): number => Math.min(m.chunkSizeBytes, m.disk.virtualSizeBytes - i * m.chunkSizeBytes)
+  // a window of chunks at a time: fetched in one batch (adjacent pack records read together, hashed in parallel)
+  const WINDOW = Math.max(1, Math.floor(VERIFY_WINDOW_BYTES / m.chunkSizeBytes))
+  for (let w = 0; w < m.chunkCount; w += WINDOW) {
     signal?.throwIfAborted()
-    const len = Math.min(m.chunkSizeBytes, m.disk.virtualSizeBytes - i * m.chunkSizeBytes)
-    const hash = chunkHashAt(list, i)
-    onChunk()
-    if (hash === null) {
-      image?.update(zero.subarray(0, len))
-      continue
+    const end = Math.min(m.chunkCount, w + WINDOW)
+    const fetch = new Map<string, number>() // hash -> first chunk index needing it
+    for (let i = w; i < end; i++) {
+      const hash = chunkHashAt(list, i)
+      const verdict = hash === null ? null : seen.get(hash)
+      if (hash !== null && !fetch.has(hash) && (verdict === undefined || (deep && verdict === null))) fetch.set(hash, i)
     }
-    let verdict = seen.get(hash)
-    let data: Buffer | null = null
-    if (verdict === undefined || (deep && verdict === null)) {
-      try {
-        data = await repo.getChunk(hash)
-        if (data.length !== len) throw Object.assign(new Error(`holds ${data.length} bytes, expected ${len}`), { corrupt: true })
-        verdict = null
-      } catch (err) {
-        const missing = (err as { code?: unknown }).code === -32001
-        verdict = { problem: missing ? 'missing' : 'corrupt', detail: (err as Error).message }
-      }
+    const hashes = [...fetch.keys()]
+    const got = new Map<string, Buffer>()
+    ;(await repo.getChunks(hashes)).forEach((data, k) => {
+      const hash = hashes[k]!
+      const len = size(fetch.get(hash)!)
+      let verdict: { problem: 'missing' | 'corrupt'; detail: string } | null = null
+      if (data instanceof Error) verdict = { problem: (data as { code?: unknown }).code === -32001 ? 'missing' : 'corrupt', detail: data.message }
+      else if (data.length !== len) verdict = { problem: 'corrupt', detail: `holds ${data.length} bytes, expected ${len}` }
+      else got.set(hash, data)
       if (!seen.has(hash)) { onCheck(); chunksChecked++ }
       seen.set(hash, verdict)
-    }
-    if (verdict) {
-      const p = problems.get(hash) ?? { hash, ...verdict, offsets: [] }
-      if (p.offsets.length < 8) p.offsets.push(i * m.chunkSizeBytes)
-      problems.set(hash, p)
-      image?.update(zero.subarray(0, len)) // keep going: report every problem, the image hash will not match
-    } else if (image && data) {
-      image.update(data)
+    })
+    for (let i = w; i < end; i++) {
+      const len = size(i)
+      const hash = chunkHashAt(list, i)
+      onChunk()
+      const verdict = hash === null ? null : seen.get(hash)
+      if (verdict) {
+        const p = problems.get(hash!) ?? { hash: hash!, ...verdict, offsets: [] }
+        if (p.offsets.length < 8) p.offsets.push(i * m.chunkSizeBytes)
+        problems.set(hash!, p)
+      }
+      // a problem keeps the walk going (every problem is reported); the image hash then will not match
+      image?.update(hash === null || verdict ? zero.subarray(0, len) : got.get(hash)!)
     }
   }
   const imageSha256 = image ? image.digest('hex') : null

@@ -30,6 +30,8 @@ export class RawDisk implements VirtualDisk {
   readonly logicalSectorSize = RAW_SECTOR_BYTES
   readonly physicalSectorSize = RAW_SECTOR_BYTES
   private closed = false
+  /** Created by create(): the file still has to be extended to `size` (done at flush and close). */
+  private growing = false
 
   private constructor(
     readonly path: string,
@@ -37,6 +39,21 @@ export class RawDisk implements VirtualDisk {
     readonly size: number,
     readonly readOnly: boolean,
   ) {}
+
+  /**
+   * Create `path` (it must not exist) as a raw disk of `size` bytes that writes fill in: the file starts empty and
+   * takes its full size at flush or close. On Linux ext4, large writes that extend a file are far cheaper than
+   * writes into the holes of a file already truncated to its size (2 GiB in 2 MiB writes: 0.36 s against 3.6 s,
+   * measured on the development VM); what is never written stays a hole either way.
+   */
+  static async create(path: string, size: number): Promise<RawDisk> {
+    if (!Number.isSafeInteger(size) || size < 0 || size % RAW_SECTOR_BYTES !== 0) {
+      throw new RangeError(`raw disk size ${size} is not a multiple of the ${RAW_SECTOR_BYTES}-byte sector size`)
+    }
+    const disk = new RawDisk(path, await fsp.open(path, 'wx+'), size, false)
+    disk.growing = true
+    return disk
+  }
 
   /** Open `path` as a raw disk. The size is the file's size (a block device's size for devices). */
   static async open(path: string, options: OpenOptions = {}): Promise<RawDisk> {
@@ -111,13 +128,24 @@ export class RawDisk implements VirtualDisk {
 
   async flush(): Promise<void> {
     this.checkOpen()
+    await this.grow()
     if (!this.readOnly) await this.handle.datasync()
   }
 
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    await this.handle.close()
+    try {
+      await this.grow()
+    } finally {
+      await this.handle.close()
+    }
+  }
+
+  private async grow(): Promise<void> {
+    if (!this.growing) return
+    if ((await this.handle.stat()).size < this.size) await this.handle.truncate(this.size)
+    this.growing = false
   }
 
   private checkOpen(): void {

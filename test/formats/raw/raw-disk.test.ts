@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { openRaw, RAW_SECTOR_BYTES } from '../../../src/formats/raw/raw-disk.js'
+import { openRaw, RawDisk, RAW_SECTOR_BYTES } from '../../../src/formats/raw/raw-disk.js'
 import { resetSparseForTests, setSparseWarningSink, sparseSupport } from '../../../src/platform/sparse.js'
 
 const MiB = 1024 * 1024
@@ -42,6 +42,30 @@ t.test('reads back what was written, at scattered offsets, with FUA', async t =>
   await disk.close()
   await disk.close() // idempotent
   await t.rejects(disk.read(0, Buffer.alloc(512)), /closed/)
+})
+
+t.test('create: the file grows with the writes and takes its full size at flush or close', async t => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'new.raw')
+  const disk = await RawDisk.create(file, 8 * MiB)
+  t.equal(disk.size, 8 * MiB)
+  t.equal(fs.statSync(file).size, 0, 'starts empty')
+  await disk.write(MiB, Buffer.alloc(MiB, 7))
+  t.equal(fs.statSync(file).size, 2 * MiB, 'a write extends it')
+  const back = Buffer.alloc(4096, 1)
+  await disk.read(6 * MiB, back)
+  t.ok(back.every(b => b === 0), 'past the written end reads zeros')
+  await disk.flush()
+  t.equal(fs.statSync(file).size, 8 * MiB, 'flush gives the file its size')
+  await disk.close()
+  const whole = fs.readFileSync(file)
+  t.ok(whole.subarray(MiB, 2 * MiB).every(b => b === 7) && whole.subarray(0, MiB).every(b => b === 0) && whole.subarray(2 * MiB).every(b => b === 0))
+  // closed without a flush: still its full size
+  const other = await RawDisk.create(path.join(dir, 'b.raw'), 4 * MiB)
+  await other.close()
+  t.equal(fs.statSync(path.join(dir, 'b.raw')).size, 4 * MiB)
+  await t.rejects(RawDisk.create(file, 4 * MiB), { code: 'EEXIST' }, 'never overwrites')
+  await t.rejects(RawDisk.create(path.join(dir, 'c.raw'), 1000), /multiple of the 512-byte sector/)
 })
 
 t.test('extents follow the file holes; trim and writeZeroes make holes that read as zeros', async t => {
