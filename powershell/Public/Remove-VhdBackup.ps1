@@ -6,13 +6,14 @@ function Remove-VhdBackup {
     .DESCRIPTION
     Remove-VhdBackup prunes a repository (method backup.prune). Retention is per disk: -KeepLast keeps the newest N
     backups, -KeepDaily the newest backup of each of the last N days, -KeepWeekly the newest of each of the last N
-    ISO weeks; a backup kept by any rule stays, and the backups a kept incremental depends on stay too. Chunks that
-    no remaining backup uses are deleted once they are older than -GraceMinutes (default 60), so a backup running at
-    the same time is never damaged.
+    ISO weeks; a backup kept by any rule stays. Then the chunks no remaining backup uses are collected, pack by
+    pack: a pack holding only such chunks is deleted, a pack at least 20 % unused is rewritten without them. Packs
+    modified within -GraceMinutes (default 60) are left alone, so a backup running at the same time is never
+    damaged.
 
     The cmdlet first asks the engine what would be removed, then confirms with that list: -WhatIf shows it and
     removes nothing; -Confirm asks once per repository. Returns an HvCbt.VhdBackupPruneResult: Repository, Kept,
-    Removed, ChunksRemoved, BytesFreed, ChunksKeptInGrace.
+    Removed, ChunksRemoved, BytesFreed, ChunksKeptInGrace, PacksRemoved, PacksRewritten.
 
     .PARAMETER Repository
     The backup repository folder. Binds by property name.
@@ -27,7 +28,7 @@ function Remove-VhdBackup {
     Keep the newest backup of each of the last N ISO weeks (per disk).
 
     .PARAMETER GraceMinutes
-    Keep unreferenced chunks younger than this many minutes (default 60).
+    Leave packs modified within this many minutes alone (default 60).
 
     .PARAMETER BreakLock
     Remove another host's repository lock (only when that host is gone).
@@ -113,6 +114,8 @@ function Remove-VhdBackup {
                 ChunksRemoved     = [long]$r.chunksRemoved
                 BytesFreed        = [long]$r.bytesFreed
                 ChunksKeptInGrace = [long]$r.chunksKeptInGrace
+                PacksRemoved      = [long]$r.packsRemoved
+                PacksRewritten    = [long]$r.packsRewritten
             }
         }
     }

@@ -76,8 +76,8 @@ Describe 'A backup cycle through the cmdlets' {
         $Incr.ParentId | Should -Be $Full.Id
         $Incr.ChangeSource | Should -Be 'tracking'
         $Incr.FellBack | Should -BeFalse
-        # Two changed areas, rounded out to 1 MiB chunks: far less than the disk or the first backup.
-        $Incr.BytesRead | Should -BeLessOrEqual 4MB
+        # Two changed areas, rounded out to 64 KiB chunks: 1 + 16 chunks, read at most 1.1 x that.
+        $Incr.BytesRead | Should -BeLessOrEqual (17 * 64KB * 1.1)
         $Incr.BytesRead | Should -BeLessThan $Full.BytesRead
     }
 
@@ -130,7 +130,8 @@ Describe 'A backup cycle through the cmdlets' {
         $r = $Full | Restore-Vhd -DestinationPath $copy -InPlace -Force -Confirm:$false -ErrorAction Stop
         $r.InPlace | Should -BeTrue
         $r.ChunksUnchanged | Should -BeGreaterThan 0
-        $r.ChunksWritten | Should -BeLessOrEqual 3
+        # the 64 KiB at 50M and the 1 MiB at 10M changed since the full backup: 1 + 16 chunks differ
+        $r.ChunksWritten | Should -Be 17
         Get-RawHash $copy 'rollback-after.img' | Should -Be $Hash1
     }
 
@@ -144,15 +145,21 @@ Describe 'A backup cycle through the cmdlets' {
     It 'finds a damaged chunk with Test-VhdBackup' {
         $damaged = Join-Path $Dir 'repo-damaged'
         Copy-Item -LiteralPath $Repo -Destination $damaged -Recurse
-        $chunk = Get-ChildItem -LiteralPath (Join-Path $damaged 'chunks') -Recurse -File | Sort-Object Length -Descending | Select-Object -First 1
-        $bytes = [System.IO.File]::ReadAllBytes($chunk.FullName)
+        # The last record of the largest pack ends the file: its chunk is the one the flipped last byte damages.
+        # The pack's idx names it (16-byte header, then 48-byte entries: SHA-256, u64 offset, u32 length, u32 size).
+        $pack = Get-ChildItem -LiteralPath (Join-Path $damaged 'packs') -Filter '*.pack' | Sort-Object Length -Descending | Select-Object -First 1
+        $idx = [System.IO.File]::ReadAllBytes([System.IO.Path]::ChangeExtension($pack.FullName, '.idx'))
+        $count = [BitConverter]::ToUInt32($idx, 8)
+        $last = 0..($count - 1) | Sort-Object { [BitConverter]::ToUInt64($idx, 16 + 48 * $_ + 32) } | Select-Object -Last 1
+        $name = [Convert]::ToHexString($idx, 16 + 48 * $last, 32).ToLowerInvariant()
+        $bytes = [System.IO.File]::ReadAllBytes($pack.FullName)
         $bytes[$bytes.Length - 1] = $bytes[$bytes.Length - 1] -bxor 0xff
-        [System.IO.File]::WriteAllBytes($chunk.FullName, $bytes)
+        [System.IO.File]::WriteAllBytes($pack.FullName, $bytes)
         $v = @(Test-VhdBackup -Repository $damaged -ErrorAction Stop)
         @($v | Where-Object { -not $_.IsValid }).Count | Should -BeGreaterThan 0
         $bad = $v | Where-Object { -not $_.IsValid } | Select-Object -First 1
         $bad.Problems[0].Problem | Should -Be 'Corrupt'
-        $bad.Problems[0].Chunk | Should -Be $chunk.Name
+        $bad.Problems[0].Chunk | Should -Be $name
         Test-VhdBackup -Repository $damaged -Quiet | Should -BeFalse
     }
 

@@ -244,7 +244,7 @@ export const backupMethods = [
       keepLast: Type.Optional(Type.Integer({ minimum: 0, description: 'keep the newest N backups of each disk' })),
       keepDaily: Type.Optional(Type.Integer({ minimum: 0, description: 'keep the newest backup of each of the last N days' })),
       keepWeekly: Type.Optional(Type.Integer({ minimum: 0, description: 'keep the newest backup of each of the last N ISO weeks' })),
-      graceMinutes: Type.Optional(Type.Integer({ minimum: 0, description: 'keep unreferenced chunks younger than this (default 60)' })),
+      graceMinutes: Type.Optional(Type.Integer({ minimum: 0, description: 'leave packs modified within this many minutes alone (default 60)' })),
       dryRun: Type.Optional(Type.Boolean({ description: 'say what would be removed, remove nothing' })),
       breakLock: Type.Optional(Type.Boolean()),
     }, { additionalProperties: false }),
