@@ -1,5 +1,5 @@
 // hvcbt_native: sparse-file primitives on an open file descriptor, for the raw and VHDX layers and the backup
-// restore path. Every function is synchronous (each is one or a few syscalls that do not move file data) and
+// restore path, and page-aligned memory for direct I/O. Every function is synchronous (each is one or a few syscalls that do not move file data) and
 // throws a JS Error with `code` (errno name, e.g. "ENOTSUP"), `errno` (the number) and `syscall` on failure.
 //
 //   extents(fd, offset, length[, maxExtents]) -> Array<[offset, length, isData]>
@@ -11,17 +11,27 @@
 //                                    not support ZERO_RANGE. Returns "zero-range" or "punch-hole" ("none" if
 //                                    length is 0).
 //   allocate(fd, offset, length)     fallocate(0): reserve blocks; extends the file when the range passes its end.
+//   sha256Batch(buffers)             Promise of a Buffer holding the SHA-256 of each buffer (32 bytes each, in
+//                                    order), computed on the thread pool with Node's own OpenSSL: one job for many
+//                                    chunks, reading the caller's memory in place (no copy, unlike webcrypto).
+//                                    The caller must not change the buffers until the promise settles.
+//   alignedBuffer(size)              a zero-filled Buffer of `size` bytes (1 .. 1 GiB) whose memory starts on a
+//                                    4096-byte boundary, as O_DIRECT transfers need; freed when collected.
 //
 // Offsets and lengths arrive as JS numbers and must be non-negative safe integers (<= 2^53 - 1) whose sum is too.
 #include <napi.h>
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <openssl/evp.h>
 #include <string>
 #include <unistd.h>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -40,6 +50,7 @@ std::string ErrnoName(int err) {
     case EIO: return "EIO";
     case ENODEV: return "ENODEV";
     case ENOSPC: return "ENOSPC";
+    case ENOMEM: return "ENOMEM";
     case EOPNOTSUPP: return "ENOTSUP";  // same value as ENOTSUP on Linux; Node reports it as ENOTSUP
     case EPERM: return "EPERM";
     case EACCES: return "EACCES";
@@ -219,11 +230,110 @@ Napi::Value Allocate(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Hashes a batch of buffers on the thread pool. A private array holding the buffers is referenced until the job
+// ends, so the memory the raw pointers name stays alive whatever the caller does with its own array.
+class Sha256Batch : public Napi::AsyncWorker {
+ public:
+  Sha256Batch(Napi::Env env, Napi::Array array, std::vector<std::pair<const uint8_t*, size_t>> spans)
+      : Napi::AsyncWorker(env, "hvcbt:sha256Batch"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        keep_(Napi::Persistent(array.As<Napi::Object>())),
+        spans_(std::move(spans)),
+        out_(spans_.size() * 32) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    if (md == nullptr) {
+      SetError("SHA-256 is not available from OpenSSL");
+      return;
+    }
+    for (size_t i = 0; i < spans_.size(); i++) {
+      unsigned int n = 0;
+      if (EVP_Digest(spans_[i].first, spans_[i].second, out_.data() + 32 * i, &n, md, nullptr) != 1 || n != 32) {
+        SetError("SHA-256 failed");
+        break;
+      }
+    }
+    EVP_MD_free(md);
+  }
+
+  void OnOK() override {
+    deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(Env(), out_.data(), out_.size()));
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference keep_;
+  std::vector<std::pair<const uint8_t*, size_t>> spans_;
+  std::vector<uint8_t> out_;
+};
+
+Napi::Value Sha256BatchFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    ThrowType(env, "buffers must be an array of Buffers");
+    return env.Undefined();
+  }
+  Napi::Array array = info[0].As<Napi::Array>();
+  Napi::Array held = Napi::Array::New(env, array.Length());
+  std::vector<std::pair<const uint8_t*, size_t>> spans;
+  spans.reserve(array.Length());
+  for (uint32_t i = 0; i < array.Length(); i++) {
+    Napi::Value v = array.Get(i);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowType(env, "buffers[" + std::to_string(i) + "] is not a Buffer or Uint8Array");
+      return env.Undefined();
+    }
+    Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+    spans.emplace_back(a.Data(), a.ByteLength());
+    held.Set(i, v);
+  }
+  auto* job = new Sha256Batch(env, held, std::move(spans));
+  Napi::Promise promise = job->Promise();
+  job->Queue();
+  return promise;
+}
+
+constexpr size_t kDirectAlign = 4096;
+constexpr double kMaxAlignedBuffer = 1024.0 * 1024 * 1024;
+
+Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    ThrowType(env, "size must be a number");
+    return env.Undefined();
+  }
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d >= 1 && d <= kMaxAlignedBuffer) || std::floor(d) != d) {
+    ThrowType(env, "size must be an integer from 1 to 1 GiB");
+    return env.Undefined();
+  }
+  size_t size = static_cast<size_t>(d);
+  void* p = nullptr;
+  int err = posix_memalign(&p, kDirectAlign, size);
+  if (err != 0) {
+    ThrowErrno(env, err, "posix_memalign");
+    return env.Undefined();
+  }
+  std::memset(p, 0, size);
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(size));
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(p), size, [size](Napi::Env e, uint8_t* data) {
+    std::free(data);
+    Napi::MemoryManagement::AdjustExternalMemory(e, -static_cast<int64_t>(size));
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("extents", Napi::Function::New(env, Extents, "extents"));
   exports.Set("punchHole", Napi::Function::New(env, PunchHole, "punchHole"));
   exports.Set("zeroRange", Napi::Function::New(env, ZeroRange, "zeroRange"));
   exports.Set("allocate", Napi::Function::New(env, Allocate, "allocate"));
+  exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
+  exports.Set("sha256Batch", Napi::Function::New(env, Sha256BatchFn, "sha256Batch"));
   return exports;
 }
 

@@ -18,7 +18,7 @@ import fsp from 'node:fs/promises'
 import path from 'node:path'
 import { AppErrorCode, EngineError, FormatError } from '../engine/errors.js'
 import { fsyncDir, writeFileAtomic } from '../tracking/atomic-file.js'
-import { decodeChunkAsync, encodeChunkAsync, sha256HexAsync, type CodecName } from './chunk-codec.js'
+import { decodeChunkAsync, encodeChunkAsync, sha256HexMany, type CodecName } from './chunk-codec.js'
 import { acquireLock, type RepositoryLock } from './repository-lock.js'
 import { BACKUP_ID_PATTERN, HASH_BYTES, chunkListPath, manifestPath, parseManifest, readChunkList, type Manifest } from './manifest.js'
 import { MAX_PACK_TARGET_BYTES, PackStore, type GcResult } from './pack-store.js'
@@ -179,8 +179,8 @@ export class Repository {
   }
 
   /**
-   * Read, decode and check several chunks at once (records adjacent in a pack are read together; decoding and
-   * hashing run in parallel on the thread pool). Per hash: the content, or the error (EngineError ObjectNotFound
+   * Read, decode and check several chunks at once (records adjacent in a pack are read together; decoding runs in
+   * parallel on the thread pool, hashing as one batch there). Per hash: the content, or the error (EngineError ObjectNotFound
    * when missing, FormatError when damaged).
    */
   async getChunks(hashes: string[]): Promise<Array<Buffer | Error>> {
@@ -193,19 +193,21 @@ export class Repository {
       let j = 0
       found = found.map(f => f === null ? again[j++]! : f)
     }
-    return Promise.all(found.map(async (f, k): Promise<Buffer | Error> => {
-      const hash = hashes[k]!
-      if (f === null) return new EngineError(`chunk ${hash} is missing from ${this.dir}`, 'ObjectNotFound', AppErrorCode.NotFound, { hash })
+    const decoded = await Promise.all(found.map(async (f, k): Promise<Buffer | Error> => {
+      if (f === null) return new EngineError(`chunk ${hashes[k]} is missing from ${this.dir}`, 'ObjectNotFound', AppErrorCode.NotFound, { hash: hashes[k] })
       if (f instanceof Error) return f
-      try {
-        const data = await decodeChunkAsync(f.chunk, f.where)
-        const actual = await sha256HexAsync(data)
-        if (actual !== hash) return new FormatError(f.where, 'chunk content', null, `SHA-256 is ${actual}, expected ${hash}`)
-        return data
-      } catch (err) {
-        return err as Error
-      }
+      return decodeChunkAsync(f.chunk, f.where).catch((err: Error) => err)
     }))
+    // then all hashed in one batch (see sha256HexMany)
+    const sums = await sha256HexMany(decoded.filter((d): d is Buffer => !(d instanceof Error)))
+    let s = 0
+    return decoded.map((d, k) => {
+      if (d instanceof Error) return d
+      const sum = sums[s++]!
+      if (sum === hashes[k]) return d
+      const { where } = found[k] as { where: string }
+      return new FormatError(where, 'chunk content', null, `SHA-256 is ${sum}, expected ${hashes[k]}`)
+    })
   }
 
   /**

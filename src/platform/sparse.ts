@@ -15,6 +15,9 @@
  * nothing. One warning says so, through the sink the engine sets with setSparseWarningSink (default: stderr).
  * The same write-zeros fallback covers a file system that answers ENOTSUP to fallocate.
  *
+ * The same addon carries alignedBuffer (direct-io.ts) and sha256Batch (chunk-codec.ts sha256HexMany): nativeAddon()
+ * hands it to them, and each has its own fallback.
+ *
  * Functions are synchronous, like the syscalls under them; the async variants take a FileHandle and run the
  * zero-writing fallback without blocking the event loop. node:crypto and node:os are required only on the SEA path:
  * importing this module must not add their load time (a few ms) to every engine start.
@@ -39,11 +42,13 @@ export interface SparseSupport {
 }
 
 /** The addon's exports (native/src/sparse.cc states each contract). */
-interface NativeSparse {
+export interface NativeAddon {
   extents(fd: number, offset: number, length: number, maxExtents?: number): Extent[]
   punchHole(fd: number, offset: number, length: number): void
   zeroRange(fd: number, offset: number, length: number): 'zero-range' | 'punch-hole' | 'none'
   allocate(fd: number, offset: number, length: number): void
+  alignedBuffer(size: number): Buffer
+  sha256Batch(buffers: Uint8Array[]): Promise<Buffer>
 }
 
 /** Name of the addon file, and of the SEA asset that carries it. */
@@ -53,7 +58,7 @@ export const ZERO_CHUNK_BYTES = 1024 * 1024
 
 type WarningSink = (message: string) => void
 
-let loaded: { native: NativeSparse | null; reason?: string } | undefined
+let loaded: { native: NativeAddon | null; reason?: string } | undefined
 let warned = false
 let warningSink: WarningSink = message => {
   process.stderr.write(`hvcbt: warning: ${message}\n`)
@@ -69,6 +74,11 @@ export function setSparseWarningSink(sink: WarningSink): void {
 export function sparseSupport(): SparseSupport {
   const l = load()
   return l.native ? { native: true } : { native: false, reason: l.reason ?? 'unknown' }
+}
+
+/** The native addon, or null when it cannot load (no warning here: each caller says what it does without it). */
+export function nativeAddon(): NativeAddon | null {
+  return load().native
 }
 
 /**
@@ -186,7 +196,7 @@ function isUnsupported(err: unknown): boolean {
   return code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS'
 }
 
-function nativeOrWarn(): NativeSparse | null {
+function nativeOrWarn(): NativeAddon | null {
   const l = load()
   if (!l.native && !warned) {
     warned = true
@@ -221,7 +231,7 @@ async function writeZerosAsync(handle: FileHandle, offset: number, length: numbe
   return span
 }
 
-function load(): { native: NativeSparse | null; reason?: string } {
+function load(): { native: NativeAddon | null; reason?: string } {
   if (loaded) return loaded
   if (process.env.HVCBT_NO_NATIVE === '1') return (loaded = { native: null, reason: 'disabled by HVCBT_NO_NATIVE=1' })
   if (process.platform !== 'linux') return (loaded = { native: null, reason: `no addon for ${process.platform}` })
@@ -229,8 +239,8 @@ function load(): { native: NativeSparse | null; reason?: string } {
     const file = seaAssetFile(NATIVE_ASSET_NAME, 'native') ?? findDevelopmentAddon()
     const mod = { exports: {} as Record<string, unknown> }
     process.dlopen(mod, file)
-    const api = mod.exports as unknown as NativeSparse
-    for (const name of ['extents', 'punchHole', 'zeroRange', 'allocate'] as const) {
+    const api = mod.exports as unknown as NativeAddon
+    for (const name of ['extents', 'punchHole', 'zeroRange', 'allocate', 'alignedBuffer', 'sha256Batch'] as const) {
       if (typeof api[name] !== 'function') throw new Error(`${file} does not export ${name}()`)
     }
     return (loaded = { native: api })

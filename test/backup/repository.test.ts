@@ -263,3 +263,27 @@ t.test('prune: packs nothing uses are removed, mostly unused packs rewritten, th
   const again = await pruneRepository({ repoDir: repo, keepLast: 1, graceMinutes: 0 })
   t.equal(again.chunksRemoved + again.packsRewritten + again.packsRemoved, 0, 'nothing left to collect')
 })
+
+t.test('restore: several units, holes, a partial last chunk, and chunks larger than a unit come back exactly', async t => {
+  const { createBackup } = await import('../../src/backup/backup.js')
+  const { restoreBackup } = await import('../../src/backup/restore.js')
+  const dir = await tmp(t)
+  const disk = path.join(dir, 'd.raw')
+  // 40 MiB + 3 sectors: three 16 MiB restore units with 64 KiB chunks, the last chunk 1536 bytes long
+  const size = 40 * 1024 * 1024 + 1536
+  const content = randomBytes(size)
+  content.fill(0, 5 * 1024 * 1024, 9 * 1024 * 1024) // zero chunks inside a unit: holes between runs
+  content.fill(0, 33 * 1024 * 1024, 34 * 1024 * 1024 + 4096) // zero pieces inside a 32 MiB chunk
+  await fsp.writeFile(disk, content)
+  for (const chunk of [64 * 1024, 32 * 1024 * 1024]) {
+    const repo = path.join(dir, `repo-${chunk}`)
+    const b = await createBackup({ diskPath: disk, repoDir: repo, chunkSizeBytes: chunk })
+    for (const concurrency of [1, 3]) {
+      const out = path.join(dir, `r-${chunk}-${concurrency}.raw`)
+      const r = await restoreBackup({ repoDir: repo, id: b.id, output: out, concurrency })
+      t.ok((await fsp.readFile(out)).equals(content), `${chunk}-byte chunks, ${concurrency} worker(s): restored exactly`)
+      if (chunk === 64 * 1024) t.equal(r.zeroChunks, 80, 'the 5 MiB of whole zero chunks are 80 zero chunks, not written')
+      t.ok((await fsp.stat(out)).blocks * 512 < size - 4 * 1024 * 1024, 'zeros stay holes')
+    }
+  }
+})

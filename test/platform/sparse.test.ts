@@ -16,8 +16,11 @@ import {
   zeroRange,
   zeroRangeAsync,
   ZERO_CHUNK_BYTES,
+  nativeAddon,
   type Extent,
 } from '../../src/platform/sparse.js'
+import { alignedBuffer, isDirectAligned } from '../../src/platform/direct-io.js'
+import { sha256HexMany } from '../../src/backup/chunk-codec.js'
 
 const MiB = 1024 * 1024
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hvcbt-sparse-'))
@@ -222,4 +225,55 @@ t.test('async variants on a FileHandle, both paths', async t => {
     expected.fill(0, 1000, MiB + 6000)
     t.ok(fs.readFileSync(file).equals(expected), `bytes as expected (native=${native})`)
   }
+})
+
+t.test('alignedBuffer: page-aligned zeroed memory for direct I/O, ordinary memory without the addon', async t => {
+  useNative(true)
+  const native = nativeAddon()
+  if (!native) {
+    t.skip(`native addon not loaded: ${sparseSupport().reason}`)
+    return
+  }
+  const b = alignedBuffer(3 * 4096)
+  t.equal(b.length, 3 * 4096)
+  t.ok(b.every(x => x === 0), 'zero-filled')
+  t.ok(isDirectAligned(0, b), 'the whole buffer is aligned')
+  t.ok(isDirectAligned(8192, b.subarray(4096, 8192)), 'a view at a page boundary is aligned')
+  t.notOk(isDirectAligned(512, b), 'file offset not a multiple of 4096')
+  t.notOk(isDirectAligned(0, b.subarray(0, 4000)), 'length not a multiple of 4096')
+  t.notOk(isDirectAligned(0, b.subarray(512, 512 + 4096)), 'memory not on a page boundary')
+  t.notOk(isDirectAligned(0, b.subarray(0, 0)), 'empty')
+  t.notOk(isDirectAligned(0, Buffer.alloc(4096)), 'ordinary memory is never taken as aligned')
+  for (const bad of [0, -1, 1.5, 2 ** 31, Number.NaN, '4096']) {
+    t.throws(() => native.alignedBuffer(bad as number), { code: 'ERR_INVALID_ARG_VALUE' }, `size ${String(bad)} refused`)
+  }
+  useNative(false)
+  t.teardown(() => useNative(true))
+  const plain = alignedBuffer(4096)
+  t.equal(plain.length, 4096)
+  t.notOk(isDirectAligned(0, plain), 'without the addon nothing goes direct')
+})
+
+t.test('sha256Batch hashes many buffers in one job, like node:crypto; bad arguments are refused', async t => {
+  useNative(true)
+  const native = nativeAddon()
+  if (!native) {
+    t.skip(`native addon not loaded: ${sparseSupport().reason}`)
+    return
+  }
+  const big = crypto.randomBytes(3 * MiB)
+  const inputs = [big, Buffer.alloc(0), big.subarray(12345, 12345 + 65536), new Uint8Array([1, 2, 3]), alignedBuffer(4096)]
+  const out = await native.sha256Batch(inputs)
+  t.equal(out.length, 32 * inputs.length)
+  inputs.forEach((b, i) => t.equal(out.toString('hex', 32 * i, 32 * i + 32), crypto.createHash('sha256').update(b).digest('hex'), `buffer ${i}`))
+  t.equal((await native.sha256Batch([])).length, 0, 'an empty batch')
+  t.throws(() => native.sha256Batch('abc' as unknown as Uint8Array[]), { code: 'ERR_INVALID_ARG_VALUE' })
+  t.throws(() => native.sha256Batch([big, 'abc' as unknown as Uint8Array]), /buffers\[1\] is not a Buffer/)
+  t.throws(() => native.sha256Batch([new Uint16Array(4) as unknown as Uint8Array]), /buffers\[0\]/)
+  // the chunk codec's batch gives the same hex with and without the addon
+  const want = inputs.map(b => crypto.createHash('sha256').update(b).digest('hex'))
+  t.same(await sha256HexMany(inputs), want, 'sha256HexMany with the addon')
+  useNative(false)
+  t.teardown(() => useNative(true))
+  t.same(await sha256HexMany(inputs), want, 'sha256HexMany without it (WebCrypto)')
 })

@@ -13,11 +13,15 @@
  * - trim punches a hole; writeZeroes punches a hole unless flags.noHole asks to keep the range allocated, then it
  *   uses fallocate ZERO_RANGE (sparse.ts falls back to writing zeros). Neither grows the file.
  * - FUA is a write followed by fdatasync; flush is fdatasync.
+ * - create(..., { direct: true }) also opens the file with O_DIRECT (src/platform/direct-io.ts): writes whose
+ *   offset, length and memory are aligned go through that descriptor, the rest through the buffered one. Both
+ *   name one inode, so the one fdatasync of flush() makes both kinds durable.
  */
 import fs from 'node:fs'
 import fsp, { type FileHandle } from 'node:fs/promises'
 import { FormatError } from '../../engine/errors.js'
 import { extents as sparseExtents, punchHoleAsync, zeroRangeAsync } from '../../platform/sparse.js'
+import { isDirectAligned, O_DIRECT } from '../../platform/direct-io.js'
 import type { Extent, OpenOptions, VirtualDisk, WriteFlags } from '../virtual-disk.js'
 
 /** Sector size a raw image is addressed in (what qemu and Hyper-V assume for raw images). */
@@ -32,6 +36,10 @@ export class RawDisk implements VirtualDisk {
   private closed = false
   /** Created by create(): the file still has to be extended to `size` (done at flush and close). */
   private growing = false
+  /** create({ direct: true }): the O_DIRECT descriptor for aligned writes. */
+  private direct: FileHandle | null = null
+  /** The file system refused a direct transfer: every write goes buffered (the descriptor stays open until close). */
+  private directRefused = false
 
   private constructor(
     readonly path: string,
@@ -45,13 +53,20 @@ export class RawDisk implements VirtualDisk {
    * takes its full size at flush or close. On Linux ext4, large writes that extend a file are far cheaper than
    * writes into the holes of a file already truncated to its size (2 GiB in 2 MiB writes: 0.36 s against 3.6 s,
    * measured on the development VM); what is never written stays a hole either way.
+   *
+   * With `direct`, aligned writes bypass the page cache (see the file comment); the file then takes its full size
+   * at once, since direct writes may land in any order. A file system without O_DIRECT gets buffered writes.
    */
-  static async create(path: string, size: number): Promise<RawDisk> {
+  static async create(path: string, size: number, options: { direct?: boolean } = {}): Promise<RawDisk> {
     if (!Number.isSafeInteger(size) || size < 0 || size % RAW_SECTOR_BYTES !== 0) {
       throw new RangeError(`raw disk size ${size} is not a multiple of the ${RAW_SECTOR_BYTES}-byte sector size`)
     }
     const disk = new RawDisk(path, await fsp.open(path, 'wx+'), size, false)
-    disk.growing = true
+    if (options.direct && O_DIRECT) {
+      disk.direct = await fsp.open(path, fs.constants.O_RDWR | O_DIRECT).catch(() => null)
+    }
+    if (disk.direct) await disk.handle.truncate(size)
+    else disk.growing = true
     return disk
   }
 
@@ -89,7 +104,14 @@ export class RawDisk implements VirtualDisk {
     this.checkWritable()
     let done = 0
     while (done < data.length) {
-      done += await pwriteOnce(this.handle.fd, data, done, data.length - done, offset + done)
+      const direct = this.directIo && isDirectAligned(offset + done, data.subarray(done)) ? this.direct : null
+      try {
+        done += await pwriteOnce((direct ?? this.handle).fd, data, done, data.length - done, offset + done)
+      } catch (err) {
+        // a file system (or device) that opens O_DIRECT but refuses these transfers: go on buffered
+        if (direct === null || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+        this.directRefused = true
+      }
     }
     if (flags?.fua) await this.handle.datasync()
   }
@@ -132,13 +154,22 @@ export class RawDisk implements VirtualDisk {
     if (!this.readOnly) await this.handle.datasync()
   }
 
+  /** Whether aligned writes go direct (create with `direct`, on a file system that takes O_DIRECT). */
+  get directIo(): boolean {
+    return this.direct !== null && !this.directRefused
+  }
+
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
     try {
       await this.grow()
     } finally {
-      await this.handle.close()
+      try {
+        await this.direct?.close()
+      } finally {
+        await this.handle.close()
+      }
     }
   }
 

@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { openRaw, RawDisk, RAW_SECTOR_BYTES } from '../../../src/formats/raw/raw-disk.js'
 import { resetSparseForTests, setSparseWarningSink, sparseSupport } from '../../../src/platform/sparse.js'
+import { alignedBuffer } from '../../../src/platform/direct-io.js'
 
 const MiB = 1024 * 1024
 
@@ -66,6 +67,38 @@ t.test('create: the file grows with the writes and takes its full size at flush 
   t.equal(fs.statSync(path.join(dir, 'b.raw')).size, 4 * MiB)
   await t.rejects(RawDisk.create(file, 4 * MiB), { code: 'EEXIST' }, 'never overwrites')
   await t.rejects(RawDisk.create(path.join(dir, 'c.raw'), 1000), /multiple of the 512-byte sector/)
+})
+
+t.test('create with direct: aligned writes bypass the page cache, the rest go buffered, all land', async t => {
+  if (!sparseSupport().native) {
+    t.skip(`native addon not loaded: ${sparseSupport().reason}`)
+    return
+  }
+  const dir = tempDir(t)
+  const file = path.join(dir, 'direct.raw')
+  const size = 8 * MiB + 1024
+  const disk = await RawDisk.create(file, size, { direct: true })
+  t.ok(disk.directIo, 'the file system takes O_DIRECT')
+  t.equal(fs.statSync(file).size, size, 'a direct file has its full size at once')
+  const unit = alignedBuffer(4 * MiB)
+  for (let i = 0; i < unit.length; i += 4096) unit[i] = (i >> 12) & 0xff | 1
+  await disk.write(4 * MiB, unit.subarray(MiB)) // aligned view of aligned memory: direct
+  await disk.write(0, unit.subarray(0, MiB)) // out of order: fine for a direct file
+  const plain = Buffer.alloc(64 * 1024, 0x33) // ordinary memory: buffered
+  await disk.write(2 * MiB, plain)
+  const tail = alignedBuffer(4096).fill(0x44).subarray(0, 1024) // unaligned length: buffered
+  await disk.write(8 * MiB, tail)
+  await disk.flush()
+  // fincore counts the file's pages in the page cache: the 4 MiB written direct left none, the buffered 65 KiB did
+  const cached = Number(execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', file]).toString().trim())
+  t.ok(cached >= 64 * 1024 && cached < MiB, `only the buffered writes are cached (${cached} bytes)`)
+  await disk.close()
+  const whole = fs.readFileSync(file)
+  t.ok(whole.subarray(4 * MiB, 7 * MiB).equals(unit.subarray(MiB)), 'direct write at 4 MiB')
+  t.ok(whole.subarray(0, MiB).equals(unit.subarray(0, MiB)), 'direct write at 0')
+  t.ok(whole.subarray(2 * MiB, 2 * MiB + 65536).every(b => b === 0x33), 'buffered write')
+  t.ok(whole.subarray(8 * MiB).every(b => b === 0x44), 'buffered tail')
+  t.ok(whole.subarray(MiB, 2 * MiB).every(b => b === 0) && whole.subarray(7 * MiB, 8 * MiB).every(b => b === 0), 'unwritten ranges read zeros')
 })
 
 t.test('extents follow the file holes; trim and writeZeroes make holes that read as zeros', async t => {
