@@ -10,7 +10,7 @@
 //  4. Incremental backup (timed) vs `rsync --inplace --no-whole-file` of the changed raw image onto a copy of the
 //     image as it was (timed: what a file-level tool must do without tracking).
 //  5. Restore of the incremental to a raw file (timed; it ends with fdatasync) vs `cp --sparse=always` of the raw
-//     image, timed alone and followed by `sync <copy>` (durable like the restore); alternated, median of 3 each,
+//     image, timed alone and followed by `sync <copy>` (durable like the restore); alternated, median of 5 each,
 //     every case preceded by the same warm-up (see step 5 below).
 // Sources are in the page cache for every case. Results print as a table and go to
 // bench/results/backup-incremental-<size>-w<write>-c<chunk>.json.
@@ -121,7 +121,7 @@ try {
   results.rsync = { seconds: (now() - t) / 1000 }
   rmSync(old, { force: true })
 
-  // 5. restore vs cp --sparse=always, alternated three times (median of each). Before every timed case the same
+  // 5. restore vs cp --sparse=always, alternated five times (median of each). Before every timed case the same
   //    amount of data is written to a scratch file and deleted: on this VM the first GiBs of page cache taken after
   //    an idle moment cost the hypervisor a fault per page (2 GiB of fresh writes: 4.3 s cold against 0.35 s
   //    warm), which would otherwise penalize whichever case runs first.
@@ -133,13 +133,17 @@ try {
     execFileSync('sync')
   }
   const restoreTimes = []
+  const restoreCpu = []
   const cpTimes = []
   const cpSyncTimes = []
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 5; round++) {
     warm()
     t = now()
+    const cpu = process.cpuUsage()
     await B.restoreBackup({ repoDir: repo, id: inc.id, output: restored })
     restoreTimes.push((now() - t) / 1000)
+    const used = process.cpuUsage(cpu)
+    restoreCpu.push({ user: used.user / 1e6, system: used.system / 1e6 })
     rmSync(restored, { force: true })
     warm()
     t = now()
@@ -154,7 +158,7 @@ try {
     rmSync(copy, { force: true })
   }
   const median = xs => [...xs].sort((a, b) => a - b)[xs.length >> 1]
-  results.restore = { seconds: median(restoreTimes), all: restoreTimes }
+  results.restore = { seconds: median(restoreTimes), all: restoreTimes, cpuSeconds: restoreCpu }
   results.cp = { seconds: median(cpTimes), all: cpTimes }
   results.cpSync = { seconds: median(cpSyncTimes), all: cpSyncTimes }
 
@@ -174,6 +178,7 @@ try {
     ['rsync --inplace', `${secs(results.rsync.seconds * 1000)} s`],
     ['restore runs', `${restoreTimes.map(x => x.toFixed(2)).join(' / ')} s; cp ${cpTimes.map(x => x.toFixed(2)).join(' / ')} s; cp + sync ${cpSyncTimes.map(x => x.toFixed(2)).join(' / ')} s`],
     ['restore (raw)', `${secs(results.restore.seconds * 1000)} s = ${(size / MiB / results.restore.seconds).toFixed(0)} MiB/s`],
+    ['restore CPU', restoreCpu.map(c => `${c.user.toFixed(1)}u+${c.system.toFixed(1)}s`).join(' / ')],
     ['cp --sparse=always', `${secs(results.cp.seconds * 1000)} s = ${(size / MiB / results.cp.seconds).toFixed(0)} MiB/s`],
     ['cp + sync', `${secs(results.cpSync.seconds * 1000)} s = ${(size / MiB / results.cpSync.seconds).toFixed(0)} MiB/s`],
     ['full / incremental', `${results.ratios.fullOverIncremental.toFixed(1)} x (target >= 20)`],
