@@ -5,10 +5,11 @@
  * New disk: created thin (raw: a sparse file; VHDX/VHD: dynamic unless --type fixed) with the backed-up disk's
  * geometry and, for VHDX, its Virtual Disk ID (a restored disk replaces the original; Hyper-V and the guest see
  * the same disk). Zero chunks are never written, so they stay holes / unallocated blocks. `concurrency` workers
- * each take 2 MiB of the disk at a time: its chunks are fetched in one batch (records adjacent in a pack read
- * together), decompressed and hash-checked in parallel on the thread pool, and each run of adjacent data chunks
- * is written with one write. A chunk whose content does not match its name fails the restore, naming the chunk
- * and the offset.
+ * each take 16 MiB of the disk at a time: its chunks are fetched in one batch (records adjacent in a pack read
+ * together), decompressed on the thread pool and hash-checked there as one batch, copied into the worker's buffer,
+ * and each run of adjacent data chunks is written from it with one write. A raw output is written with direct
+ * I/O (RawDisk.create `direct`; the buffers are page-aligned). A chunk whose content does not match its name fails
+ * the restore, naming the chunk and the offset.
  *
  * In place: the disk's current chunks are read and hashed; only chunks whose hash differs are written (zero chunks
  * with writeZeroes, which deallocates where the format can). When the disk is tracked, the writes go through
