@@ -1,7 +1,10 @@
 /**
  * Child process of the crash test: opens a raw image through TrackedDisk, creates a reference point, prints its id,
- * then writes (and zeroes, and trims) random ranges with 8 writers until it is killed, checkpointing and creating
- * further reference points now and then so the kill can land in any phase. argv: <disk>.
+ * then writes (and zeroes, and trims) random ranges of the first half of the disk with 8 writers until it is
+ * killed, checkpointing and creating further reference points now and then so the kill can land in any phase.
+ * It prints `wrote` once its first data write has completed (the parent times the kill from there). The second
+ * half is never written: a report that reaches into it would mean tracking fell back to "everything changed".
+ * argv: <disk> <seed>.
  */
 import { TrackedDisk } from '../../src/tracking/tracked-disk.js'
 import { FileDisk } from './helpers.js'
@@ -12,8 +15,9 @@ const rp = await disk.createRefPoint()
 process.stdout.write(`ready ${rp.id}\n`)
 
 const sector = 512
-const sectors = disk.size / sector
+const sectors = disk.size / sector / 2
 let stop = false
+let announced = false
 async function writer(seed: number): Promise<void> {
   let x = seed
   const rnd = (n: number): number => { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; return x % n }
@@ -27,8 +31,11 @@ async function writer(seed: number): Promise<void> {
       const buf = new Uint8Array(count * sector)
       for (let i = 0; i < buf.length; i += 97) buf[i] = rnd(255) + 1
       await disk.write(first * sector, buf)
+      if (!announced) {
+        announced = true
+        process.stdout.write('wrote\n')
+      }
     }
-    // Keep the change set sparse so the check is meaningful (not the whole disk).
     await new Promise(res => setTimeout(res, 2))
   }
 }

@@ -1,5 +1,6 @@
 /**
- * One crash trial: image -> enable tracking -> child writes through TrackedDisk -> SIGKILL at a random moment ->
+ * One crash trial: image -> enable tracking -> child writes through TrackedDisk (first half of the disk only) ->
+ * SIGKILL at a random moment after its first completed write ->
  * reopen -> the changes reported since the child's first reference point must cover every 512-byte sector that
  * differs from the pre-test image, and status must say it recovered. Used by crash.test.ts (a handful of trials)
  * and test/long/tracking-crash.mjs (hundreds).
@@ -29,14 +30,15 @@ export async function runCrashTrial(dir: string, childJs: string, seed: number, 
   const child = spawn(process.execPath, [childJs, disk, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', d => { stderr += d })
+  // the reference point's id, once the child has completed a write (so every trial has changes to find)
   const rpId = await new Promise<string>((resolve, reject) => {
     let out = ''
     child.stdout.on('data', d => {
       out += d
-      const m = /ready (\S+)\n/.exec(out)
+      const m = /ready (\S+)\n(?:.*\n)*wrote\n/.exec(out)
       if (m) resolve(m[1]!)
     })
-    child.on('exit', code => reject(new Error(`child exited (${code}) before ready: ${stderr}`)))
+    child.on('exit', code => reject(new Error(`child exited (${code}) before its first write: ${stderr}`)))
   })
   const killedAfterMs = 20 + (seed * 37) % 400
   await new Promise(res => setTimeout(res, killedAfterMs))

@@ -13,6 +13,8 @@ t.test('SIGKILL during tracked writes never loses a change', async t => {
     t.ok(r.ok, `trial ${seed}: killed after ${r.killedAfterMs} ms, ${r.changedSectors} sectors changed, ` +
       `${r.reportedBytes} bytes reported ${r.detail}`)
     t.ok(r.changedSectors > 0, 'the child did write before it was killed')
-    t.ok(r.reportedBytes < 64 * 1024 * 1024, 'the report is not simply the whole disk')
+    // the child writes the first 32 MiB (a zero or trim may reach 256 KiB past it); after a crash the journal's
+    // 1 MiB regions may add mark-ahead (8 regions) past the last region written: never the untouched rest
+    t.ok(r.reportedBytes <= 42 * 1024 * 1024, `the report stays out of the untouched half (${r.reportedBytes} bytes)`)
   }
 })
