@@ -41,13 +41,13 @@ export class RpcclientSession {
         poke = Date.now() + 150
       }
       const at = this.buf.indexOf(marker)
-      if (at >= 0) {
-        const nl = this.buf.indexOf('\n', at)
-        if (nl >= 0) {
-          const out = this.buf.slice(0, at).replace(/^.*command not found:\s*$/m, '')
-          this.buf = this.buf.slice(nl + 1)
-          return out.split('\n').filter(l => !/command not found/.test(l)).join('\n').trim()
-        }
+      if (at >= 0 && this.buf.indexOf('\n', at) >= 0) {
+        // stdout and stderr are two pipes: the command's last lines on the other one may arrive after the marker
+        // (seen once: "no more entries" after it). Nothing else is sent until this returns, so wait and take all.
+        await new Promise(r => setTimeout(r, 100))
+        const out = this.buf
+        this.buf = ''
+        return out.split('\n').filter(l => !/command not found/.test(l) && !l.includes(marker)).join('\n').trim()
       }
       if (this.exited) throw new Error(`rpcclient exited; output: ${this.buf}`)
       if (Date.now() > deadline) throw new Error(`rpcclient: no answer to ${line}; output so far: ${this.buf}`)
