@@ -1,6 +1,7 @@
 // hvcbt_native: sparse-file primitives on an open file descriptor, for the raw and VHDX layers and the backup
-// restore path, and page-aligned memory for direct I/O. Every function is synchronous (each is one or a few syscalls that do not move file data) and
-// throws a JS Error with `code` (errno name, e.g. "ENOTSUP"), `errno` (the number) and `syscall` on failure.
+// restore path; page-aligned memory for direct I/O; batched SHA-256. Every function but sha256Batch is synchronous
+// (one or a few syscalls that do not move file data) and throws a JS Error with `code` (errno name, e.g.
+// "ENOTSUP"), `errno` (the number) and `syscall` on failure.
 //
 //   extents(fd, offset, length[, maxExtents]) -> Array<[offset, length, isData]>
 //       Data/hole map of [offset, offset+length) from lseek(SEEK_DATA/SEEK_HOLE). ENXIO from SEEK_DATA means no

@@ -227,13 +227,9 @@ t.test('async variants on a FileHandle, both paths', async t => {
   }
 })
 
-t.test('alignedBuffer: page-aligned zeroed memory for direct I/O, ordinary memory without the addon', async t => {
+t.test('alignedBuffer: page-aligned zeroed memory for direct I/O, ordinary memory without the addon', { skip: nativeSkip }, async t => {
   useNative(true)
-  const native = nativeAddon()
-  if (!native) {
-    t.skip(`native addon not loaded: ${sparseSupport().reason}`)
-    return
-  }
+  const native = nativeAddon()!
   const b = alignedBuffer(3 * 4096)
   t.equal(b.length, 3 * 4096)
   t.ok(b.every(x => x === 0), 'zero-filled')
@@ -254,24 +250,20 @@ t.test('alignedBuffer: page-aligned zeroed memory for direct I/O, ordinary memor
   t.notOk(isDirectAligned(0, plain), 'without the addon nothing goes direct')
 })
 
-t.test('sha256Batch hashes many buffers in one job, like node:crypto; bad arguments are refused', async t => {
+t.test('sha256Batch hashes many buffers in one job, like node:crypto; bad arguments are refused', { skip: nativeSkip }, async t => {
   useNative(true)
-  const native = nativeAddon()
-  if (!native) {
-    t.skip(`native addon not loaded: ${sparseSupport().reason}`)
-    return
-  }
+  const native = nativeAddon()!
   const big = crypto.randomBytes(3 * MiB)
   const inputs = [big, Buffer.alloc(0), big.subarray(12345, 12345 + 65536), new Uint8Array([1, 2, 3]), alignedBuffer(4096)]
+  const want = inputs.map(b => crypto.createHash('sha256').update(b).digest('hex'))
   const out = await native.sha256Batch(inputs)
   t.equal(out.length, 32 * inputs.length)
-  inputs.forEach((b, i) => t.equal(out.toString('hex', 32 * i, 32 * i + 32), crypto.createHash('sha256').update(b).digest('hex'), `buffer ${i}`))
+  inputs.forEach((_, i) => t.equal(out.toString('hex', 32 * i, 32 * i + 32), want[i], `buffer ${i}`))
   t.equal((await native.sha256Batch([])).length, 0, 'an empty batch')
   t.throws(() => native.sha256Batch('abc' as unknown as Uint8Array[]), { code: 'ERR_INVALID_ARG_VALUE' })
   t.throws(() => native.sha256Batch([big, 'abc' as unknown as Uint8Array]), /buffers\[1\] is not a Buffer/)
   t.throws(() => native.sha256Batch([new Uint16Array(4) as unknown as Uint8Array]), /buffers\[0\]/)
   // the chunk codec's batch gives the same hex with and without the addon
-  const want = inputs.map(b => crypto.createHash('sha256').update(b).digest('hex'))
   t.same(await sha256HexMany(inputs), want, 'sha256HexMany with the addon')
   useNative(false)
   t.teardown(() => useNative(true))

@@ -69,11 +69,8 @@ t.test('create: the file grows with the writes and takes its full size at flush 
   await t.rejects(RawDisk.create(path.join(dir, 'c.raw'), 1000), /multiple of the 512-byte sector/)
 })
 
-t.test('create with direct: aligned writes bypass the page cache, the rest go buffered, all land', async t => {
-  if (!sparseSupport().native) {
-    t.skip(`native addon not loaded: ${sparseSupport().reason}`)
-    return
-  }
+t.test('create with direct: aligned writes bypass the page cache, the rest go buffered, all land',
+  { skip: sparseSupport().native ? false : `native addon not loaded: ${sparseSupport().reason}` }, async t => {
   const dir = tempDir(t)
   const file = path.join(dir, 'direct.raw')
   const size = 8 * MiB + 1024
