@@ -8,7 +8,7 @@
       "target_name": "hvcbt_native",
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["src/sparse.cc"],
+          "sources": ["src/sparse.cc", "src/unpack.cc"],
           "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
           "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
           "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-fno-exceptions"]

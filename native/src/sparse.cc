@@ -18,9 +18,10 @@
 //                                    The caller must not change the buffers until the promise settles.
 //   alignedBuffer(size)              a zero-filled Buffer of `size` bytes (1 .. 1 GiB) whose memory starts on a
 //                                    4096-byte boundary, as O_DIRECT transfers need; freed when collected.
+//   unpackChunks, lz4Decode          restore's chunk unpacking: native/src/unpack.cc.
 //
 // Offsets and lengths arrive as JS numbers and must be non-negative safe integers (<= 2^53 - 1) whose sum is too.
-#include <napi.h>
+#include "hvcbt.h"
 
 #include <cerrno>
 #include <cmath>
@@ -34,9 +35,13 @@
 #include <utility>
 #include <vector>
 
+namespace hvcbt {
+
 namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
+
+}  // namespace
 
 // Errno names for the errors these syscalls can return (and a few neighbours). Unknown numbers map to "E<n>".
 std::string ErrnoName(int err) {
@@ -80,6 +85,8 @@ void ThrowType(Napi::Env env, const std::string& message) {
   e.Value().Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
   e.ThrowAsJavaScriptException();
 }
+
+namespace {
 
 // A file descriptor: an integer in [0, 2^31).
 bool ReadFd(const Napi::CallbackInfo& info, size_t index, int* out) {
@@ -335,9 +342,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("allocate", Napi::Function::New(env, Allocate, "allocate"));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
   exports.Set("sha256Batch", Napi::Function::New(env, Sha256BatchFn, "sha256Batch"));
+  InitUnpack(env, exports);
   return exports;
 }
 
 }  // namespace
+}  // namespace hvcbt
 
-NODE_API_MODULE(hvcbt_native, Init)
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return hvcbt::Init(env, exports); }
+
+NODE_API_MODULE(hvcbt_native, InitAddon)

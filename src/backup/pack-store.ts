@@ -25,6 +25,7 @@ import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { FormatError } from '../engine/errors.js'
 import { fsyncDir, writeFileAtomic } from '../tracking/atomic-file.js'
+import type { NativeAddon } from '../platform/sparse.js'
 import { CHUNK_HEADER_BYTES, CHUNK_MAGIC, MAX_CHUNK_BYTES } from './chunk-codec.js'
 
 export const PACK_MAGIC = 'HVCP'
@@ -117,6 +118,9 @@ export class ChunkIndex {
   }
 }
 
+/** A chunk to unpack: its hash is `hashes` at `at` (32 bytes); its `length` bytes of content go to offset `to`. */
+export interface UnpackRequest { hashes: Buffer; at: number; to: number; length: number }
+
 export interface PackFile {
   name: string
   /** Current path: `<name>.pack`, or `<name>.pack.tmp` while it is being written. */
@@ -161,6 +165,8 @@ const MAX_OPEN_HANDLES = 32
 const MAX_FINALIZING = 2
 /** Adjacent records are read together up to this many bytes. */
 const READ_RUN_BYTES = 4 * 1024 * 1024
+/** Bytes per chunk in the plan of unpackChunks (native/src/unpack.cc). */
+const UNPACK_ENTRY_BYTES = 64
 /** Records are written to the open pack this many bytes at a time. */
 const STAGE_BYTES = 1024 * 1024
 /** ... or this many buffers (well-compressed chunks are small; one writev takes at most IOV_MAX = 1024). */
@@ -389,8 +395,11 @@ export class PackStore {
         return
       }
       for (const f of run) {
-        const record = bytes.subarray(f.offset - first.offset, f.offset - first.offset + f.length)
-        out[f.k] = record.subarray(0, HASH).equals(hashes[f.k]!)
+        const at = f.offset - first.offset
+        const record = bytes.subarray(at, at + f.length)
+        out[f.k] = record.length < f.length
+          ? new FormatError(file(), 'pack record', f.offset, `pack ends after ${Math.max(0, bytes.length - at)} of the record's ${f.length} bytes`)
+          : record.subarray(0, HASH).equals(hashes[f.k]!)
           ? { chunk: record.subarray(HASH), where: `${file()} at offset ${f.offset}` }
           : new FormatError(file(), 'pack record', f.offset, `holds chunk ${record.subarray(0, HASH).toString('hex')}, the index says ${hashes[f.k]!.toString('hex')}`)
       }
@@ -398,7 +407,72 @@ export class PackStore {
     return out
   }
 
+  /**
+   * Unpack chunks straight into `dest` in one native job (native/src/unpack.cc): `wanted[k]` is the chunk whose
+   * hash is the 32 bytes of `wanted[k].hashes` at `wanted[k].at`, `length` bytes at `dest` offset `to`. Records
+   * adjacent in a pack are read with one preadv, a stored record's content straight into `dest`; lz4 records are
+   * decoded into it and every chunk's SHA-256 is checked there. Per chunk: null when done, an error, or
+   * 'missing' when no pack has it. Needs the addon (`unpack`).
+   */
+  async unpackInto(unpack: NativeAddon['unpackChunks'], dest: Buffer, wanted: UnpackRequest[]): Promise<Array<Error | null | 'missing'>> {
+    const out = new Array<Error | null | 'missing'>(wanted.length).fill('missing')
+    const found: { k: number; pack: number; offset: number; length: number }[] = []
+    wanted.forEach((w, k) => {
+      const e = this.index.find(w.hashes, w.at)
+      if (e >= 0) found.push({ k, pack: this.index.pack(e), offset: this.index.offset(e), length: this.index.length(e) })
+    })
+    if (!found.length) return out
+    found.sort((a, b) => a.pack - b.pack || a.offset - b.offset)
+    const held = new Map<number, { release(): void; fd: number } | Error>()
+    try {
+      for (const f of found) {
+        if (!held.has(f.pack)) held.set(f.pack, await this.acquire(f.pack).catch((err: Error) => err))
+      }
+      const usable = found.filter(f => {
+        const h = held.get(f.pack)!
+        if (h instanceof Error) out[f.k] = h
+        return !(h instanceof Error)
+      })
+      const plan = Buffer.alloc(UNPACK_ENTRY_BYTES * usable.length)
+      usable.forEach((f, n) => {
+        const w = wanted[f.k]!
+        const o = n * UNPACK_ENTRY_BYTES
+        plan.writeInt32LE((held.get(f.pack) as { fd: number }).fd, o)
+        plan.writeUInt32LE(f.offset, o + 4)
+        plan.writeUInt32LE(f.length, o + 8)
+        plan.writeUInt32LE(w.to, o + 12)
+        plan.writeUInt32LE(w.length, o + 16)
+        w.hashes.copy(plan, o + 32, w.at, w.at + HASH)
+      })
+      const results = await unpack(dest, plan)
+      usable.forEach((f, n) => {
+        const r = results[n]
+        const file = this.packs[f.pack]?.file ?? `pack ${f.pack}`
+        if (!r) out[f.k] = null
+        else if ('structure' in r) out[f.k] = new FormatError(r.offset === null ? `${file} at offset ${f.offset}` : file, r.structure, r.offset, r.message)
+        else out[f.k] = Object.assign(new Error(`${r.message} (${file})`), { code: r.code, errno: r.errno, syscall: r.syscall })
+      })
+    } finally {
+      for (const h of held.values()) if (!(h instanceof Error)) h.release()
+    }
+    return out
+  }
+
+  /** `length` bytes of pack `pack` at `offset`, fewer when the pack ends before. */
   private async readRecord(pack: number, offset: number, length: number): Promise<Buffer> {
+    const h = await this.acquire(pack)
+    try {
+      const buf = Buffer.allocUnsafe(length)
+      let got = 0
+      for (let n = -1; got < length && n !== 0; got += n) n = (await h.fh.read(buf, got, length - got, offset + got)).bytesRead
+      return buf.subarray(0, got)
+    } finally {
+      h.release()
+    }
+  }
+
+  /** An open handle on pack `pack` (its staged records written first), kept open until `release()`. */
+  private async acquire(pack: number): Promise<{ fh: fsp.FileHandle; fd: number; release(): void }> {
     await this.settle(pack)
     const p = this.packs[pack]
     if (!p) throw new Error(`pack ${pack} was removed`)
@@ -410,13 +484,13 @@ export class PackStore {
       this.handles.set(pack, h)
     }
     h.refs++
+    const entry = h
     try {
-      const buf = Buffer.allocUnsafe(length)
-      const { bytesRead } = await (await h.fh).read(buf, 0, length, offset)
-      if (bytesRead !== length) throw new FormatError(p.file, 'pack record', offset, `pack ends after ${bytesRead} of the record's ${length} bytes`)
-      return buf
-    } finally {
-      h.refs--
+      const fh = await entry.fh
+      return { fh, fd: fh.fd, release: () => { entry.refs-- } }
+    } catch (err) {
+      entry.refs--
+      throw err
     }
   }
 
@@ -470,6 +544,9 @@ export class PackStore {
       const no = this.index.pack(e)
       if (!live[e] || !moving.has(no)) continue
       const record = await this.readRecord(no, this.index.offset(e), this.index.length(e))
+      if (record.length < this.index.length(e)) {
+        throw new FormatError(this.packs[no]!.file, 'pack record', this.index.offset(e), `pack ends after ${record.length} of the record's ${this.index.length(e)} bytes`)
+      }
       const to = await this.append([record.subarray(0, HASH), record.subarray(HASH, HASH + CHUNK_HEADER_BYTES), record.subarray(HASH + CHUNK_HEADER_BYTES)], record.length)
       this.index.set(e, to.pack, to.offset, record.length, this.index.rawBytes(e))
     }

@@ -5,11 +5,11 @@
  * New disk: created thin (raw: a sparse file; VHDX/VHD: dynamic unless --type fixed) with the backed-up disk's
  * geometry and, for VHDX, its Virtual Disk ID (a restored disk replaces the original; Hyper-V and the guest see
  * the same disk). Zero chunks are never written, so they stay holes / unallocated blocks. `concurrency` workers
- * each take 16 MiB of the disk at a time: its chunks are fetched in one batch (records adjacent in a pack read
- * together), decompressed on the thread pool and hash-checked there as one batch, copied into the worker's buffer,
- * and each run of adjacent data chunks is written from it with one write. A raw output is written with direct
- * I/O (RawDisk.create `direct`; the buffers are page-aligned). A chunk whose content does not match its name fails
- * the restore, naming the chunk and the offset.
+ * each take 16 MiB of the disk at a time: its chunks are read, decoded and hash-checked straight into the
+ * worker's buffer by one thread-pool job (Repository.getChunksInto), and each run of adjacent data chunks is
+ * written from it with one write. A raw output is written with direct I/O (RawDisk.create `direct`; the buffers
+ * are page-aligned). A chunk whose content does not match its name fails the restore, naming the chunk and the
+ * offset.
  *
  * In place: the disk's current chunks are read and hashed; only chunks whose hash differs are written (zero chunks
  * with writeZeroes, which deallocates where the format can). When the disk is tracked, the writes go through
@@ -27,7 +27,7 @@ import { RawDisk } from '../formats/raw/raw-disk.js'
 import { alignedBuffer } from '../platform/direct-io.js'
 import { openDiskForWrite } from '../tracking/open-for-write.js'
 import { sha256HexAsync } from './chunk-codec.js'
-import { chunkHashAt, type Manifest } from './manifest.js'
+import { HASH_BYTES, chunkHashAt, type Manifest } from './manifest.js'
 import { Repository } from './repository.js'
 import { isZero } from './backup.js'
 import { liveDisk } from './live-disks.js'
@@ -141,10 +141,10 @@ async function restoreInPlace(o: RestoreOptions, repo: Repository, m: Manifest, 
 interface Written { chunksWritten: number; bytesWritten: number; chunksUnchanged: number; zeroChunks: number }
 
 /**
- * Disk bytes a worker restores at a time: the unit's chunks are fetched in one batch (adjacent pack records in one
- * read), copied into the worker's own buffer at their disk positions, and each run of adjacent data chunks is
- * written from it with one write, up to the whole unit. Large writes from reused, page-aligned memory are what lets
- * a raw output take direct I/O at the device's speed.
+ * Disk bytes a worker restores at a time: the unit's chunks are unpacked in one batch into the worker's own buffer
+ * at their disk positions, and each run of adjacent data chunks is written from it with one write, up to the whole
+ * unit. Large writes from reused, page-aligned memory are what lets a raw output take direct I/O at the device's
+ * speed.
  */
 const RESTORE_UNIT_BYTES = 16 * 1024 * 1024
 
@@ -208,8 +208,10 @@ async function writeUnit(run: Run, first: number, end: number, buf: Buffer, turn
     if (chunkHashAt(run.list, i) === null) run.r.zeroChunks++
     else want.push(i)
   }
-  const got = want.length ? await run.repo.getChunks(want.map(i => chunkHashAt(run.list, i)!)) : []
-  got.forEach((g, k) => checked(run, g, want[k]!).copy(buf, (want[k]! - first) * run.chunk))
+  const errors = want.length
+    ? await run.repo.getChunksInto(buf, want.map(i => ({ hashes: run.list, at: i * HASH_BYTES, to: (i - first) * run.chunk, length: Math.min(run.chunk, run.size - i * run.chunk) })))
+    : []
+  errors.forEach((e, k) => { if (e) chunkError(run, e, want[k]!) })
   await turn?.wait()
   try {
     await writeRuns(run, first, want, buf)
@@ -279,16 +281,17 @@ async function writeSparse(disk: VirtualDisk, offset: number, data: Buffer): Pro
 }
 
 /** A fetched chunk, or the error naming the chunk index and disk offset it belongs to. */
-function checked({ list, chunk, size }: Run, got: Buffer | Error, i: number): Buffer {
-  const offset = i * chunk
-  const len = Math.min(chunk, size - offset)
-  const hash = chunkHashAt(list, i)!
-  if (got instanceof Error) {
-    const e = got as EngineError
-    throw new EngineError(`chunk ${i} (disk offset ${offset}): ${e.message}`, e.category ?? 'InvalidData', e.code ?? AppErrorCode.InvalidData, { chunk: i, offset, hash })
-  }
-  if (got.length !== len) {
-    throw new EngineError(`chunk ${i} (disk offset ${offset}) holds ${got.length} bytes, expected ${len}`, 'InvalidData', AppErrorCode.InvalidData, { chunk: i, hash })
-  }
+function checked(run: Run, got: Buffer | Error, i: number): Buffer {
+  const len = Math.min(run.chunk, run.size - i * run.chunk)
+  if (got instanceof Error) chunkError(run, got, i)
+  if (got.length !== len) chunkError(run, new Error(`holds ${got.length} bytes, expected ${len}`), i)
   return got
+}
+
+/** Throw `err` (reading chunk `i`) as an error naming the chunk index and its disk offset. */
+function chunkError({ list, chunk }: Run, err: Error, i: number): never {
+  const e = err as EngineError
+  const offset = i * chunk
+  throw new EngineError(`chunk ${i} (disk offset ${offset}): ${e.message}`, e.category ?? 'InvalidData', e.code ?? AppErrorCode.InvalidData,
+    { chunk: i, offset, hash: chunkHashAt(list, i) })
 }

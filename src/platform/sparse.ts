@@ -49,7 +49,15 @@ export interface NativeAddon {
   allocate(fd: number, offset: number, length: number): void
   alignedBuffer(size: number): Buffer
   sha256Batch(buffers: Uint8Array[]): Promise<Buffer>
+  /** See native/src/unpack.cc: one entry per 64-byte plan entry, undefined when that chunk is in `dest`. */
+  unpackChunks(dest: Buffer, plan: Buffer): Promise<Array<UnpackFailure | undefined>>
+  lz4Decode(src: Uint8Array, rawBytes: number): Buffer
 }
+
+/** Why unpackChunks could not unpack a chunk: a damaged record, or a failed read (errno fields, as Node's). */
+export type UnpackFailure =
+  | { structure: string; offset: number | null; message: string }
+  | { code: string; errno: number; syscall: string; message: string }
 
 /** Name of the addon file, and of the SEA asset that carries it. */
 export const NATIVE_ASSET_NAME = 'hvcbt_native.node'

@@ -274,14 +274,21 @@ t.test('restore: several units, holes, a partial last chunk, and chunks larger t
   const content = randomBytes(size)
   content.fill(0, 5 * 1024 * 1024, 9 * 1024 * 1024) // zero chunks inside a unit: holes between runs
   content.fill(0, 33 * 1024 * 1024, 34 * 1024 * 1024 + 4096) // zero pieces inside a 32 MiB chunk
+  textish(6 * 1024 * 1024).copy(content, 12 * 1024 * 1024) // lz4 chunks among stored ones
   await fsp.writeFile(disk, content)
+  const { resetSparseForTests } = await import('../../src/platform/sparse.js')
+  t.teardown(() => { delete process.env.HVCBT_NO_NATIVE; resetSparseForTests() })
   for (const chunk of [64 * 1024, 32 * 1024 * 1024]) {
     const repo = path.join(dir, `repo-${chunk}`)
     const b = await createBackup({ diskPath: disk, repoDir: repo, chunkSizeBytes: chunk })
-    for (const concurrency of [1, 3]) {
-      const out = path.join(dir, `r-${chunk}-${concurrency}.raw`)
+    for (const [concurrency, native] of [[1, true], [3, true], [3, false]] as const) {
+      // without the addon: the JS unpacking path and buffered writes
+      if (native) delete process.env.HVCBT_NO_NATIVE
+      else process.env.HVCBT_NO_NATIVE = '1'
+      resetSparseForTests()
+      const out = path.join(dir, `r-${chunk}-${concurrency}-${native}.raw`)
       const r = await restoreBackup({ repoDir: repo, id: b.id, output: out, concurrency })
-      t.ok((await fsp.readFile(out)).equals(content), `${chunk}-byte chunks, ${concurrency} worker(s): restored exactly`)
+      t.ok((await fsp.readFile(out)).equals(content), `${chunk}-byte chunks, ${concurrency} worker(s), native ${native}: restored exactly`)
       if (chunk === 64 * 1024) t.equal(r.zeroChunks, 80, 'the 5 MiB of whole zero chunks are 80 zero chunks, not written')
       t.ok((await fsp.stat(out)).blocks * 512 < size - 4 * 1024 * 1024, 'zeros stay holes')
     }
