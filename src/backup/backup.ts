@@ -26,7 +26,7 @@ import type { ByteRange } from '../tracking/ranges.js'
 import { chooseChanges, openTracking, stopped, type OpenedTracking } from './change-source.js'
 import { liveDisk, type LiveDisk } from './live-disks.js'
 import type { RefPointInfo, TrackingStore } from '../tracking/store.js'
-import { sha256HexAsync } from './chunk-codec.js'
+import { sha256HexMany } from './chunk-codec.js'
 import {
   HASH_BYTES, ZERO_HASH, newBackupId, type BackupMode, type BackupStats, type ChangeSource, type DiskDescription, type Manifest,
 } from './manifest.js'
@@ -271,6 +271,14 @@ async function examine(o: BackupOptions, repo: Repository, disk: VirtualDisk, co
   const concurrency = Math.max(1, o.concurrency ?? 4)
   // chunks between two in-order points (the image hash): at least 4 MiB, so small chunks keep every worker busy
   const WINDOW = Math.max(concurrency * 2, Math.ceil(4 * 1024 * 1024 / chunk))
+  // the image hash of one window runs on the main thread while the next window's chunks are read
+  let previous: { batch: number[]; results: (Buffer | null)[] } | null = null
+  const hashImage = (): void => {
+    if (!image || !previous) return
+    for (let k = 0; k < previous.batch.length; k++) {
+      image.update(previous.results[k] ?? zeroOf(Math.min(chunk, disk.size - previous.batch[k]! * chunk)))
+    }
+  }
   for (let w = 0; w < todo.length; w += WINDOW) {
     stopped(o.signal)
     const batch = todo.slice(w, w + WINDOW)
@@ -294,7 +302,7 @@ async function examine(o: BackupOptions, repo: Repository, disk: VirtualDisk, co
           ZERO_HASH.copy(slot)
           stats.chunksZero++
         } else {
-          const hash = await sha256HexAsync(data)
+          const [hash] = await sha256HexMany([data])
           const h = Buffer.from(hash, 'hex')
           if (!baseList || !h.equals(slot)) stats.chunksChanged++
           h.copy(slot)
@@ -308,14 +316,12 @@ async function examine(o: BackupOptions, repo: Repository, disk: VirtualDisk, co
         await o.onChunk?.(i)
       }
     }
-    await Promise.all(Array.from({ length: Math.min(concurrency, batch.length) }, worker))
-    if (image) {
-      for (let k = 0; k < batch.length; k++) {
-        const len = Math.min(chunk, disk.size - batch[k]! * chunk)
-        image.update(results[k] ?? zeroOf(len))
-      }
-    }
+    const working = Promise.all(Array.from({ length: Math.min(concurrency, batch.length) }, worker))
+    hashImage()
+    await working
+    previous = { batch, results }
   }
+  hashImage()
   // Zero chunks outside the examined set still count.
   if (ranges !== null) {
     stats.chunksZero = 0
