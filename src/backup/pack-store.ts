@@ -121,6 +121,9 @@ export class ChunkIndex {
 /** A chunk to unpack: its hash is `hashes` at `at` (32 bytes); its `length` bytes of content go to offset `to`. */
 export interface UnpackRequest { hashes: Buffer; at: number; to: number; length: number }
 
+/** An open pack, held open (not evicted) until `release()`. */
+interface PackHandle { fh: fsp.FileHandle; fd: number; release(): void }
+
 export interface PackFile {
   name: string
   /** Current path: `<name>.pack`, or `<name>.pack.tmp` while it is being written. */
@@ -364,6 +367,16 @@ export class PackStore {
     return { file: this.packs[this.index.pack(e)]!.file, offset: this.index.offset(e), length: this.index.length(e) }
   }
 
+  /** Where the `count` wanted chunks are (hash k: 32 bytes of `key(k)`), those the index has, in pack and offset order. */
+  private locateSorted(count: number, key: (k: number) => [Buffer, number]): { k: number; pack: number; offset: number; length: number }[] {
+    const found: { k: number; pack: number; offset: number; length: number }[] = []
+    for (let k = 0; k < count; k++) {
+      const e = this.index.find(...key(k))
+      if (e >= 0) found.push({ k, pack: this.index.pack(e), offset: this.index.offset(e), length: this.index.length(e) })
+    }
+    return found.sort((a, b) => a.pack - b.pack || a.offset - b.offset)
+  }
+
   /**
    * The chunks (HVCK header + payload) stored under `hashes`: per hash, the chunk and where it was read, an error
    * (a record that does not hold that hash, an unreadable pack), or null when no pack has it. Records adjacent in
@@ -371,12 +384,7 @@ export class PackStore {
    */
   async readMany(hashes: Buffer[]): Promise<Array<{ chunk: Buffer; where: string } | Error | null>> {
     const out = new Array<{ chunk: Buffer; where: string } | Error | null>(hashes.length).fill(null)
-    const found: { k: number; pack: number; offset: number; length: number }[] = []
-    hashes.forEach((h, k) => {
-      const e = this.index.find(h)
-      if (e >= 0) found.push({ k, pack: this.index.pack(e), offset: this.index.offset(e), length: this.index.length(e) })
-    })
-    found.sort((a, b) => a.pack - b.pack || a.offset - b.offset)
+    const found = this.locateSorted(hashes.length, k => [hashes[k]!, 0])
     const runs: (typeof found)[] = []
     for (const f of found) {
       const run = runs[runs.length - 1]
@@ -398,7 +406,7 @@ export class PackStore {
         const at = f.offset - first.offset
         const record = bytes.subarray(at, at + f.length)
         out[f.k] = record.length < f.length
-          ? new FormatError(file(), 'pack record', f.offset, `pack ends after ${Math.max(0, bytes.length - at)} of the record's ${f.length} bytes`)
+          ? shortRecord(file(), f.offset, record.length, f.length)
           : record.subarray(0, HASH).equals(hashes[f.k]!)
           ? { chunk: record.subarray(HASH), where: `${file()} at offset ${f.offset}` }
           : new FormatError(file(), 'pack record', f.offset, `holds chunk ${record.subarray(0, HASH).toString('hex')}, the index says ${hashes[f.k]!.toString('hex')}`)
@@ -416,28 +424,22 @@ export class PackStore {
    */
   async unpackInto(unpack: NativeAddon['unpackChunks'], dest: Buffer, wanted: UnpackRequest[]): Promise<Array<Error | null | 'missing'>> {
     const out = new Array<Error | null | 'missing'>(wanted.length).fill('missing')
-    const found: { k: number; pack: number; offset: number; length: number }[] = []
-    wanted.forEach((w, k) => {
-      const e = this.index.find(w.hashes, w.at)
-      if (e >= 0) found.push({ k, pack: this.index.pack(e), offset: this.index.offset(e), length: this.index.length(e) })
-    })
+    const found = this.locateSorted(wanted.length, k => [wanted[k]!.hashes, wanted[k]!.at])
     if (!found.length) return out
-    found.sort((a, b) => a.pack - b.pack || a.offset - b.offset)
-    const held = new Map<number, { release(): void; fd: number } | Error>()
+    const held = new Map<number, PackHandle | Error>()
     try {
+      const usable: (typeof found[number] & { fd: number })[] = []
       for (const f of found) {
         if (!held.has(f.pack)) held.set(f.pack, await this.acquire(f.pack).catch((err: Error) => err))
-      }
-      const usable = found.filter(f => {
         const h = held.get(f.pack)!
         if (h instanceof Error) out[f.k] = h
-        return !(h instanceof Error)
-      })
+        else usable.push({ ...f, fd: h.fd })
+      }
       const plan = Buffer.alloc(UNPACK_ENTRY_BYTES * usable.length)
       usable.forEach((f, n) => {
         const w = wanted[f.k]!
         const o = n * UNPACK_ENTRY_BYTES
-        plan.writeInt32LE((held.get(f.pack) as { fd: number }).fd, o)
+        plan.writeInt32LE(f.fd, o)
         plan.writeUInt32LE(f.offset, o + 4)
         plan.writeUInt32LE(f.length, o + 8)
         plan.writeUInt32LE(w.to, o + 12)
@@ -464,7 +466,11 @@ export class PackStore {
     try {
       const buf = Buffer.allocUnsafe(length)
       let got = 0
-      for (let n = -1; got < length && n !== 0; got += n) n = (await h.fh.read(buf, got, length - got, offset + got)).bytesRead
+      while (got < length) {
+        const { bytesRead } = await h.fh.read(buf, got, length - got, offset + got)
+        if (bytesRead === 0) break
+        got += bytesRead
+      }
       return buf.subarray(0, got)
     } finally {
       h.release()
@@ -472,7 +478,7 @@ export class PackStore {
   }
 
   /** An open handle on pack `pack` (its staged records written first), kept open until `release()`. */
-  private async acquire(pack: number): Promise<{ fh: fsp.FileHandle; fd: number; release(): void }> {
+  private async acquire(pack: number): Promise<PackHandle> {
     await this.settle(pack)
     const p = this.packs[pack]
     if (!p) throw new Error(`pack ${pack} was removed`)
@@ -544,9 +550,7 @@ export class PackStore {
       const no = this.index.pack(e)
       if (!live[e] || !moving.has(no)) continue
       const record = await this.readRecord(no, this.index.offset(e), this.index.length(e))
-      if (record.length < this.index.length(e)) {
-        throw new FormatError(this.packs[no]!.file, 'pack record', this.index.offset(e), `pack ends after ${record.length} of the record's ${this.index.length(e)} bytes`)
-      }
+      if (record.length < this.index.length(e)) throw shortRecord(this.packs[no]!.file, this.index.offset(e), record.length, this.index.length(e))
       const to = await this.append([record.subarray(0, HASH), record.subarray(HASH, HASH + CHUNK_HEADER_BYTES), record.subarray(HASH + CHUNK_HEADER_BYTES)], record.length)
       this.index.set(e, to.pack, to.offset, record.length, this.index.rawBytes(e))
     }
@@ -603,6 +607,11 @@ function indexFile(entries: Buffer[]): Buffer {
   const end = body.length - HASH
   createHash('sha256').update(body.subarray(0, end)).digest().copy(body, end)
   return body
+}
+
+/** A record the pack ends inside of (`got` of its `length` bytes are there). */
+function shortRecord(file: string, offset: number, got: number, length: number): FormatError {
+  return new FormatError(file, 'pack record', offset, `pack ends after ${got} of the record's ${length} bytes`)
 }
 
 /** Read and check an idx file; returns its entries (48 bytes each). Throws FormatError naming what is wrong. */

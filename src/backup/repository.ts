@@ -187,13 +187,7 @@ export class Repository {
   async getChunks(hashes: string[]): Promise<Array<Buffer | Error>> {
     await this.loaded()
     const keys = hashes.map(h => Buffer.from(h, 'hex'))
-    let found = await this.store.readMany(keys)
-    if (found.includes(null)) {
-      await this.store.load() // packs another process added since we opened
-      const again = await this.store.readMany(keys.filter((_, k) => found[k] === null))
-      let j = 0
-      found = found.map(f => f === null ? again[j++]! : f)
-    }
+    const found = await this.reloadingMissing(keys, some => this.store.readMany(some), f => f === null)
     const decoded = await Promise.all(found.map(async (f, k): Promise<Buffer | Error> => {
       if (f === null) return this.missing(hashes[k]!)
       if (f instanceof Error) return f
@@ -229,15 +223,22 @@ export class Repository {
         return null
       })
     }
-    let out = await this.store.unpackInto(unpack, dest, wanted)
-    if (out.includes('missing')) {
-      await this.store.load() // packs another process added since we opened
-      const retry = out.flatMap((r, k) => r === 'missing' ? [k] : [])
-      const again = await this.store.unpackInto(unpack, dest, retry.map(k => wanted[k]!))
-      out = [...out]
-      retry.forEach((k, j) => { out[k] = again[j]! })
-    }
+    const out = await this.reloadingMissing(wanted, some => this.store.unpackInto(unpack, dest, some), r => r === 'missing')
     return out.map((r, k) => r !== 'missing' ? r : this.missing(wanted[k]!.hashes.toString('hex', wanted[k]!.at, wanted[k]!.at + HASH_BYTES)))
+  }
+
+  /**
+   * `read(items)`, and once more for the items it found missing after indexing the packs another process added
+   * since this repository was opened.
+   */
+  private async reloadingMissing<T, R>(items: T[], read: (some: T[]) => Promise<R[]>, isMissing: (r: R) => boolean): Promise<R[]> {
+    const out = await read(items)
+    const retry = out.flatMap((r, k) => isMissing(r) ? [k] : [])
+    if (!retry.length) return out
+    await this.store.load()
+    const again = await read(retry.map(k => items[k]!))
+    retry.forEach((k, j) => { out[k] = again[j]! })
+    return out
   }
 
   private missing(hash: string): EngineError {
